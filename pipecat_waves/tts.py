@@ -1,0 +1,538 @@
+"""Pipecat text-to-speech service for Smallest.ai's Waves live API."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import (
+    CancelFrame,
+    EndFrame,
+    ErrorFrame,
+    InterruptionFrame,
+    StartFrame,
+    TTSAudioRawFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TextAggregationMode, TTSService
+from pipecat.transcriptions.language import Language
+from pipecat.utils.errors import ErrorCategory
+from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
+
+from pipecat_waves.connection import (
+    Lane,
+    LaneHandlers,
+    WavesConnectError,
+    is_concurrency_rejection,
+    live_url,
+    open_socket,
+)
+from pipecat_waves.language import language_to_waves_language
+from pipecat_waves.protocol import responses as rs
+from pipecat_waves.protocol import session as sn
+from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, MODELS, SAMPLE_RATES
+from pipecat_waves.protocol.requests import VoiceParams
+
+__all__ = ["WavesTTSService", "WavesTTSSettings"]
+
+#: ``max_buffer_delay_ms`` per aggregation mode. Sentences arrive whole, so the
+#: server should speak each at once instead of buffering a second time; streamed
+#: tokens are left for the server to gather into sentences, within a bound.
+SENTENCE_MODE_BUFFER_DELAY_MS = 0
+TOKEN_MODE_BUFFER_DELAY_MS = 500
+
+_ERROR_CATEGORIES = {
+    "INVALID_VOICE": ErrorCategory.INVALID_REQUEST,
+    "INVALID_FIELD": ErrorCategory.INVALID_REQUEST,
+    "MISSING_FIELD": ErrorCategory.INVALID_REQUEST,
+    "INVALID_MESSAGE": ErrorCategory.INVALID_REQUEST,
+    "TEXT_TOO_LONG": ErrorCategory.INVALID_REQUEST,
+    "CONTENT_FILTER_BLOCKED": ErrorCategory.APPLICATION,
+    "UNAUTHORIZED": ErrorCategory.AUTHENTICATION,
+    "RATE_LIMIT": ErrorCategory.RATE_LIMIT,
+    "CONCURRENCY_LIMIT": ErrorCategory.RATE_LIMIT,
+    "QUOTA_EXCEEDED": ErrorCategory.QUOTA,
+}
+
+
+@dataclass
+class WavesTTSSettings(TTSSettings):
+    """Runtime-updatable settings of :class:`WavesTTSService`.
+
+    Change any of them mid-session with ``TTSUpdateSettingsFrame``; no
+    reconnect is needed. A change of voice, model, language or speed in the
+    middle of a reply moves the rest of the reply to a new server context.
+
+    Parameters:
+        speed: Speaking rate, 0.5 to 2.0. None leaves the server default (1.0).
+        math_notation: Read digit-flanked operators as words ("2 + 2").
+        number_pronunciation_language: Language used to read numbers.
+        content_filter: ``"reject"`` or ``"flag"`` profanity handling, or None.
+    """
+
+    speed: float | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    math_notation: bool | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    number_pronunciation_language: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    content_filter: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+
+
+def _given(value: Any) -> Any:
+    return value if is_given(value) else None
+
+
+class WavesTTSService(TTSService):
+    """Smallest.ai Waves text-to-speech over one persistent WebSocket.
+
+    Text from the LLM is aggregated into sentences (or streamed as tokens) and
+    sent as fragments of one continuation context per turn; audio comes back on
+    the same socket and is pushed as ``TTSAudioRawFrame``.
+
+    Barge-in costs no reconnect: an ``InterruptionFrame`` cancels the reply on
+    the server and marks it so that none of its audio is pushed again, then
+    passes on at once. A dropped connection is reopened with backoff and every
+    sentence not yet fully received is sent again.
+
+    Event handlers:
+        on_connected: A connection to Waves opened.
+        on_disconnected: A connection closed (``tts, code, reason``).
+        on_connection_error: Opening a connection failed (``tts, error``).
+
+    Example::
+
+        tts = WavesTTSService(
+            api_key=os.environ["WAVES_API_KEY"],
+            settings=WavesTTSService.Settings(voice="avery", speed=1.1),
+        )
+    """
+
+    Settings = WavesTTSSettings
+    _settings: WavesTTSSettings
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str = DEFAULT_BASE_URL,
+        sample_rate: int | None = None,
+        settings: WavesTTSSettings | None = None,
+        text_aggregation_mode: TextAggregationMode | None = None,
+        max_buffer_delay_ms: int | None = None,
+        word_timestamps: bool = True,
+        idle_timeout_s: int = 60,
+        turn_end_guard_s: float = 0.25,
+        standby_connection: bool = True,
+        open_timeout_s: float = 10.0,
+        reconnect_backoff_s: tuple[float, float] = (0.1, 5.0),
+        **kwargs: Any,
+    ):
+        """Create the service.
+
+        Args:
+            api_key: Smallest.ai API key. Never logged.
+            base_url: ``wss://`` origin of the API. ``ws://`` is accepted only
+                for a server on this machine, so a key never travels in clear.
+            sample_rate: Output rate; one of 8000, 16000, 24000, 44100. None
+                takes the pipeline's output rate, which must be one of those.
+            settings: Voice, model, language, speed and the rest.
+            text_aggregation_mode: ``SENTENCE`` (default) sends whole sentences;
+                ``TOKEN`` streams LLM tokens and lets the server gather them.
+            max_buffer_delay_ms: How long the server may hold text waiting for a
+                sentence end. None picks per mode: 0 for sentences (already
+                whole), 500 for tokens.
+            word_timestamps: Ask for word timings and emit word-level
+                ``TTSTextFrame``s in step with the audio. Voices without timings
+                fall back to the whole sentence text.
+            idle_timeout_s: Server idle timeout requested with ``?timeout=``;
+                keep-alive pings go out only when nothing else was sent for a
+                third of it.
+            turn_end_guard_s: After the server's last ``complete``, how long to
+                wait when segment counts alone do not prove the reply is over.
+            standby_connection: Keep a warm spare socket when the server does
+                not echo request ids, so a barge-in never makes the next reply
+                wait for a handshake.
+            open_timeout_s: Limit on one connection attempt.
+            reconnect_backoff_s: First and largest wait between attempts.
+            **kwargs: Passed to Pipecat's ``TTSService``.
+
+        Raises:
+            ValueError: An unsupported ``sample_rate`` or model, or a plain
+                ``ws://`` URL to a remote host.
+        """
+        if sample_rate is not None and sample_rate not in SAMPLE_RATES:
+            raise ValueError(_sample_rate_message(sample_rate))
+        default_settings = WavesTTSSettings(
+            model="lightning_v3.1",
+            voice="avery",
+            language=Language.EN,
+            speed=None,
+            math_notation=None,
+            number_pronunciation_language=None,
+            content_filter=None,
+        )
+        if settings is not None:
+            default_settings.apply_update(settings)
+        if default_settings.model not in MODELS:
+            raise ValueError(
+                f"Unknown Waves model {default_settings.model!r}; use one of "
+                f"{', '.join(sorted(MODELS))}."
+            )
+        self._url = live_url(base_url, idle_timeout_s)
+        mode = text_aggregation_mode or TextAggregationMode.SENTENCE
+        super().__init__(
+            text_aggregation_mode=mode,
+            push_start_frame=True,
+            push_stop_frames=True,
+            push_text_frames=not word_timestamps,
+            # The end of a reply comes from the server's own signals (see
+            # WavesSession); this is only a safety net for a server gone quiet.
+            stop_frame_timeout_s=10.0,
+            sample_rate=sample_rate,
+            settings=default_settings,
+            **kwargs,
+        )
+        self._api_key = api_key
+        self._word_timestamps = word_timestamps
+        self._open_timeout_s = open_timeout_s
+        self._backoff = reconnect_backoff_s
+        self._buffer_delay_ms = (
+            max_buffer_delay_ms
+            if max_buffer_delay_ms is not None
+            else (
+                TOKEN_MODE_BUFFER_DELAY_MS
+                if mode == TextAggregationMode.TOKEN
+                else SENTENCE_MODE_BUFFER_DELAY_MS
+            )
+        )
+        self._session_config = sn.SessionConfig(
+            complete_guard_s=turn_end_guard_s,
+            keepalive_interval_s=max(1.0, idle_timeout_s / 3),
+            standby=standby_connection,
+        )
+        self._session = sn.WavesSession(self._session_config)
+        self._lanes: dict[int, Lane] = {}
+        self._lane_ids = itertools.count(1)
+        self._connect_tasks: set[asyncio.Task] = set()
+        self._timer_task: asyncio.Task | None = None
+        self._running = False
+        self._fatal_error: str | None = None
+        self._outage_reported = False
+
+    def __repr__(self) -> str:
+        # The key is deliberately absent.
+        return f"<{type(self).__name__} {self._url}>"
+
+    def can_generate_metrics(self) -> bool:
+        """Whether TTFB and usage metrics are produced: they are."""
+        return True
+
+    @property
+    def supports_processing_metrics(self) -> bool:
+        """No: audio arrives on a receive task, so ``run_tts`` times only a send."""
+        return False
+
+    def language_to_service_language(self, language: Language) -> str | None:
+        """Convert a Pipecat ``Language`` to a Waves code."""
+        return language_to_waves_language(language)
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def setup(self, setup: FrameProcessorSetup):  # type: ignore[override]
+        """Check the output rate and open the connection, warm before the first word."""
+        await super().setup(setup)
+        if self.sample_rate not in SAMPLE_RATES:
+            self._fatal_error = _sample_rate_message(self.sample_rate)
+            return
+        self._session_config.sample_rate = self.sample_rate
+        self._running = True
+        self._open_lane("first connection")
+
+    async def start(self, frame: StartFrame):
+        """Start the service; report a configuration error found in setup."""
+        await super().start(frame)
+        if self._fatal_error:
+            await self.push_error(
+                self._fatal_error,
+                category=ErrorCategory.INVALID_REQUEST,
+                force_treat_as_permanent=True,
+            )
+            return
+        if self._timer_task is None:
+            self._timer_task = self.create_task(self._timer_loop(), name="waves-timer")
+
+    async def stop(self, frame: EndFrame):
+        """Finish playing, then close every connection."""
+        await super().stop(frame)
+        await self._shutdown()
+
+    async def cancel(self, frame: CancelFrame):
+        """Stop at once and close every connection."""
+        await super().cancel(frame)
+        await self._shutdown()
+
+    async def cleanup(self):
+        """Release sockets and tasks."""
+        await super().cleanup()
+        await self._shutdown()
+
+    async def _shutdown(self) -> None:
+        self._running = False
+        if self._timer_task is not None:
+            await self.cancel_task(self._timer_task)
+            self._timer_task = None
+        for task in list(self._connect_tasks):
+            task.cancel()
+        await asyncio.gather(*self._connect_tasks, return_exceptions=True)
+        self._connect_tasks.clear()
+        lanes = list(self._lanes.values())
+        self._lanes.clear()
+        await asyncio.gather(*(lane.shutdown() for lane in lanes), return_exceptions=True)
+
+    # ------------------------------------------------------------------ text
+
+    async def run_tts(self, text: str, context_id: str):
+        """Send one fragment of ``context_id``; its audio arrives on the receive task."""
+        await self.start_tts_usage_metrics(text)
+        await self._act(
+            self._session.send_text(
+                context_id,
+                text,
+                self._voice_params(),
+                time.monotonic(),
+                max_buffer_delay_ms=self._buffer_delay_ms,
+                seal=not self._is_streaming_tokens,
+            )
+        )
+        yield None
+
+    async def flush_audio(self, context_id: str | None = None):
+        """End the reply: the server speaks whatever it still holds, then it is over."""
+        context_id = context_id or self.get_active_audio_context_id()
+        if not context_id:
+            return
+        if self._session.is_live(context_id):
+            await self._act(self._session.close_context(context_id, time.monotonic()))
+        elif self.audio_context_available(context_id):
+            # Nothing of this reply reached the server (no text, or the service
+            # could not work): end its audio context now instead of after a timeout.
+            await self.remove_audio_context(context_id)
+
+    def _voice_params(self) -> VoiceParams:
+        s = self._settings
+        return VoiceParams(
+            voice_id=str(s.voice),
+            model=str(s.model),
+            language=_given(s.language),
+            sample_rate=self.sample_rate,
+            speed=_given(s.speed),
+            word_timestamps=self._word_timestamps,
+            math_notation=_given(s.math_notation),
+            number_pronunciation_language=_given(s.number_pronunciation_language),
+            content_filter=_given(s.content_filter),
+        )
+
+    async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
+        """Apply a settings change. It takes effect with the next fragment, no reconnect."""
+        changed = await super()._update_settings(delta)
+        if "model" in changed and self._settings.model not in MODELS:
+            await self.push_error(
+                f"Unknown Waves model {self._settings.model!r}; use one of "
+                f"{', '.join(sorted(MODELS))}.",
+                category=ErrorCategory.INVALID_REQUEST,
+            )
+        return changed
+
+    # -------------------------------------------------------------- barge-in
+
+    async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
+        """Barge-in: cancel every interruptible reply, then let Pipecat drop its audio.
+
+        The session marks the replies cancelled before anything awaits, so no
+        audio of theirs that is already on its way can be pushed afterwards;
+        the cancel messages are only queued, so the ``InterruptionFrame`` is
+        passed on without waiting for the network.
+        """
+        preserved = {cid for cid, ctx in self._tts_contexts.items() if not ctx.interruptible}
+        interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
+        outputs = self._session.interrupt(interrupted, time.monotonic())
+        for context_id in interrupted:
+            self._session.forget(context_id)
+        self._act_on_control(outputs)
+        await super()._handle_interruption(frame, direction)
+
+    # ----------------------------------------------------------- connections
+
+    def _open_lane(self, reason: str) -> None:
+        if not self._running:
+            return
+        logger.debug(f"{self}: opening connection ({reason})")
+        task = asyncio.get_running_loop().create_task(self._connect_with_backoff())
+        self._connect_tasks.add(task)
+        task.add_done_callback(self._connect_tasks.discard)
+
+    async def _connect_with_backoff(self) -> None:
+        delay, max_delay = self._backoff
+        attempt = 0
+        while self._running:
+            attempt += 1
+            started = time.monotonic()
+            try:
+                websocket = await open_socket(
+                    self._url,
+                    self._api_key,
+                    extra_headers={"X-Source": "pipecat-waves"},
+                    open_timeout_s=self._open_timeout_s,
+                )
+            except WavesConnectError as e:
+                await self._call_event_handler("on_connection_error", str(e))
+                if e.permanent:
+                    self._session.lane_failed_to_open()
+                    await self.push_error(
+                        str(e), category=ErrorCategory.AUTHENTICATION, force_treat_as_permanent=True
+                    )
+                    return
+                if attempt == 3 and not self._outage_reported:
+                    self._outage_reported = True
+                    await self.push_error(str(e), category=ErrorCategory.CONNECTIVITY)
+                logger.warning(f"{self}: {e} (attempt {attempt})")
+                await asyncio.sleep(e.retry_after_s or delay)
+                delay = min(delay * 2, max_delay)
+                continue
+            lane_id = next(self._lane_ids)
+            logger.debug(
+                f"{self}: connection {lane_id} open in {1000 * (time.monotonic() - started):.0f} ms"
+            )
+            self._lanes[lane_id] = Lane(
+                lane_id, websocket, LaneHandlers(self._on_lane_message, self._on_lane_closed)
+            )
+            self._outage_reported = False
+            await self._call_event_handler("on_connected")
+            await self._act(self._session.lane_opened(lane_id, time.monotonic()))
+            return
+
+    async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
+        try:
+            event = rs.parse_message(message)
+        except rs.ResponseError as e:
+            logger.warning(f"{self}: ignoring a malformed server message: {e}")
+            return
+        if isinstance(event, rs.Unrecognized):
+            logger.debug(f"{self}: ignoring unrecognized server message {event.raw!r:.200}")
+            return
+        await self._act(self._session.receive(lane_id, event, time.monotonic()))
+
+    async def _on_lane_closed(self, lane_id: int, code: int | None, reason: str) -> None:
+        lane = self._lanes.pop(lane_id, None)
+        if lane is None:
+            return
+        retired = self._session.lane_role(lane_id) is sn.LaneRole.RETIRED
+        if not retired and self._running:
+            logger.warning(
+                f"{self}: connection {lane_id} closed by the server "
+                f"(code {code}, {reason or 'no reason'}); resending unfinished text"
+            )
+            if is_concurrency_rejection(code):
+                await self.push_error(
+                    f"Waves closed the connection: {reason or 'concurrency limit'} (1008). "
+                    "Retrying with backoff.",
+                    category=ErrorCategory.RATE_LIMIT,
+                )
+                await asyncio.sleep(self._backoff[0] * 5)
+        await self._call_event_handler("on_disconnected")
+        await self._act(self._session.lane_lost(lane_id, time.monotonic()))
+
+    async def _timer_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            await self._act(self._session.poll(time.monotonic()))
+
+    # --------------------------------------------------------------- outputs
+
+    def _act_on_control(self, outputs: list[sn.Output]) -> None:
+        """Carry out the outputs that need no await (sends, closes, opens)."""
+        for output in outputs:
+            if isinstance(output, sn.Send):
+                lane = self._lanes.get(output.lane)
+                if lane is not None:
+                    lane.send(output.message)
+            elif isinstance(output, sn.CloseLane):
+                lane = self._lanes.get(output.lane)
+                if lane is not None:
+                    logger.debug(f"{self}: closing connection {output.lane} ({output.reason})")
+                    lane.close()
+            elif isinstance(output, sn.LaneStalled):
+                lane = self._lanes.get(output.lane)
+                if lane is not None:
+                    logger.warning(f"{self}: connection {output.lane} went silent; dropping it")
+                    lane.abort()
+            elif isinstance(output, sn.OpenLane):
+                self._open_lane(output.reason)
+
+    async def _act(self, outputs: list[sn.Output]) -> None:
+        """Carry out what the session asked for, in order."""
+        for output in outputs:
+            if isinstance(output, sn.AudioOut):
+                await self._push_audio(output)
+            elif isinstance(output, sn.WordOut):
+                await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
+            elif isinstance(output, sn.ContextFinished):
+                self._session.forget(output.context_id)
+                if self.audio_context_available(output.context_id):
+                    await self.remove_audio_context(output.context_id)
+            elif isinstance(output, sn.ContextFailed):
+                await self._fail_context(output)
+            elif isinstance(output, sn.LaneError):
+                await self.push_error(
+                    f"Waves error: {output.error.message}",
+                    category=_category(output.error),
+                )
+            else:
+                self._act_on_control([output])
+
+    async def _push_audio(self, output: sn.AudioOut) -> None:
+        # Only a context Pipecat still plays may take audio: an interrupted
+        # one is gone, and must not be brought back by late audio.
+        if not self.audio_context_available(output.context_id):
+            return
+        frame = TTSAudioRawFrame(
+            audio=output.pcm,
+            sample_rate=self.sample_rate,
+            num_channels=1,
+            context_id=output.context_id,
+        )
+        await self.append_to_audio_context(output.context_id, frame)
+
+    async def _fail_context(self, output: sn.ContextFailed) -> None:
+        error = output.error
+        message = f"Waves could not synthesize this reply: {error.message}"
+        if error.code:
+            message += f" ({error.code})"
+        frame = ErrorFrame(error=message, category=_category(error))
+        self._session.forget(output.context_id)
+        if self.audio_context_available(output.context_id):
+            # Through the audio queue, so the error and the TTSStoppedFrame that
+            # follows come out in order with the audio already received.
+            await self.append_to_audio_context(output.context_id, frame)
+            await self.remove_audio_context(output.context_id)
+        else:
+            await self.push_error_frame(frame)
+
+
+def _category(error: rs.ServerError) -> ErrorCategory:
+    if error.code and error.code in _ERROR_CATEGORIES:
+        return _ERROR_CATEGORIES[error.code]
+    if "voice" in error.message.lower():
+        return ErrorCategory.INVALID_REQUEST
+    return ErrorCategory.SERVER
+
+
+def _sample_rate_message(rate: int) -> str:
+    return (
+        f"Waves cannot produce {rate} Hz audio; it supports "
+        f"{', '.join(map(str, SAMPLE_RATES))} Hz. Pass sample_rate=24000 (or another of "
+        "those) to WavesTTSService, or set the pipeline's audio_out_sample_rate to one of them."
+    )
