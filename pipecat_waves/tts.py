@@ -126,6 +126,7 @@ class WavesTTSService(TTSService):
         idle_timeout_s: int = 60,
         turn_end_guard_s: float = 0.25,
         standby_connection: bool = True,
+        stall_timeout_s: float = 4.0,
         open_timeout_s: float = 10.0,
         reconnect_backoff_s: tuple[float, float] = (0.1, 5.0),
         **kwargs: Any,
@@ -155,6 +156,10 @@ class WavesTTSService(TTSService):
             standby_connection: Keep a warm spare socket when the server does
                 not echo request ids, so a barge-in never makes the next reply
                 wait for a handshake.
+            stall_timeout_s: A connection that sends nothing for half this
+                long while audio is awaited is probed with a ping; if the pong
+                does not come within the other half, the connection is dropped
+                and its unfinished text is sent again on a new one.
             open_timeout_s: Limit on one connection attempt.
             reconnect_backoff_s: First and largest wait between attempts.
             **kwargs: Passed to Pipecat's ``TTSService``.
@@ -183,6 +188,9 @@ class WavesTTSService(TTSService):
             )
         self._url = live_url(base_url, idle_timeout_s)
         mode = text_aggregation_mode or TextAggregationMode.SENTENCE
+        # The server joins a context's fragments exactly as sent, so sentences
+        # need the space between them (the aggregator trims it).
+        kwargs.setdefault("append_trailing_space", True)
         super().__init__(
             text_aggregation_mode=mode,
             push_start_frame=True,
@@ -211,6 +219,8 @@ class WavesTTSService(TTSService):
         self._session_config = sn.SessionConfig(
             complete_guard_s=turn_end_guard_s,
             keepalive_interval_s=max(1.0, idle_timeout_s / 3),
+            stall_probe_s=stall_timeout_s / 2,
+            pong_timeout_s=stall_timeout_s / 2,
             standby=standby_connection,
         )
         self._session = sn.WavesSession(self._session_config)
@@ -220,6 +230,7 @@ class WavesTTSService(TTSService):
         self._timer_task: asyncio.Task | None = None
         self._running = False
         self._fatal_error: str | None = None
+        self._failed_contexts: set[str] = set()
         self._outage_reported = False
 
     def __repr__(self) -> str:
@@ -358,10 +369,7 @@ class WavesTTSService(TTSService):
         """
         preserved = {cid for cid, ctx in self._tts_contexts.items() if not ctx.interruptible}
         interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
-        outputs = self._session.interrupt(interrupted, time.monotonic())
-        for context_id in interrupted:
-            self._session.forget(context_id)
-        self._act_on_control(outputs)
+        self._act_on_control(self._session.interrupt(interrupted, time.monotonic()))
         await super()._handle_interruption(frame, direction)
 
     # ----------------------------------------------------------- connections
@@ -506,6 +514,14 @@ class WavesTTSService(TTSService):
         )
         await self.append_to_audio_context(output.context_id, frame)
 
+    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
+        # A reply the server refused was already reported once, with its cause;
+        # Pipecat's generic "completed with no audio" would report it twice.
+        if context_id in self._failed_contexts:
+            self._failed_contexts.discard(context_id)
+            return
+        await super()._record_context_audio_outcome(context_id, received_audio)
+
     async def _fail_context(self, output: sn.ContextFailed) -> None:
         error = output.error
         message = f"Waves could not synthesize this reply: {error.message}"
@@ -513,6 +529,7 @@ class WavesTTSService(TTSService):
             message += f" ({error.code})"
         frame = ErrorFrame(error=message, category=_category(error))
         self._session.forget(output.context_id)
+        self._failed_contexts.add(output.context_id)
         if self.audio_context_available(output.context_id):
             # Through the audio queue, so the error and the TTSStoppedFrame that
             # follows come out in order with the audio already received.

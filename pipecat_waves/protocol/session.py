@@ -39,6 +39,9 @@ from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.audio import PcmAligner
 from pipecat_waves.protocol.constants import BYTES_PER_SAMPLE, MAX_FRAGMENT_CHARS
 
+#: How long a cancelled context is remembered, so its late audio is recognised.
+CANCELLED_MEMORY_S = 30.0
+
 # A unit is sealed when its text ends a sentence (closing quotes may follow).
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026]+[\"'\u201d\u2019)\]]*\s*$")
 
@@ -161,6 +164,9 @@ class SessionConfig:
         stall_probe_s: While audio is awaited, a lane silent for this long is
             probed with a ping.
         pong_timeout_s: A ping unanswered for this long means the lane is dead.
+        cancel_grace_s: Audio of a cancelled reply that still arrives this long
+            after the cancel shows a server that finishes in-flight audio; the
+            lane is then abandoned so the next reply does not queue behind it.
         standby: Keep a warm spare connection when the server does not echo
             request ids, so a barge-in never makes the next reply wait for a
             handshake.
@@ -173,6 +179,7 @@ class SessionConfig:
     keepalive_interval_s: float = 20.0
     stall_probe_s: float = 2.0
     pong_timeout_s: float = 2.0
+    cancel_grace_s: float = 0.3
     standby: bool = True
 
 
@@ -216,6 +223,9 @@ class _Context:
     close_requested: bool = False
     close_sent_at: float | None = None
     cancelled: bool = False
+    cancelled_at: float = 0.0
+    error: rs.ServerError | None = None
+    error_at: float = 0.0
     finished: bool = False
     last_frame_at: float | None = None
     last_frame_was_complete: bool = False
@@ -254,6 +264,8 @@ class WavesSession:
         self._lanes: dict[int, _Lane] = {}
         self._lane_requests = 0  # OpenLane outputs not yet answered
         self._standby_wanted = False
+        # Learned: the server keeps streaming a cancelled reply's released audio.
+        self._cancel_leaks = False
 
     # ----------------------------------------------------------------- queries
 
@@ -329,7 +341,7 @@ class WavesSession:
             self._rebind_for_resend(ctx)
         if state.role is LaneRole.ACTIVE:
             self._promote_standby()
-        if self.active_lane is None:
+        if self.active_lane is None and not self._lane_requests:
             out.extend(self._request_lane("reconnect after the connection was lost"))
         out.extend(self._dispatch(now))
         return out
@@ -414,8 +426,11 @@ class WavesSession:
         3. A lane that does not echo request ids and may still carry audio of a
            cancelled context cannot tell that audio from the next reply's, so it
            is retired: closed, and replaced by the warm standby (or a new
-           connection opened in the background). Nothing here waits on the
-           network; the shell sends and closes later.
+           connection opened in the background). So is an echoing lane once
+           the server has shown that it finishes a cancelled reply's audio
+           anyway, since the next reply would queue behind it (see
+           :meth:`_receive_attributed`). Nothing here waits on the network; the
+           shell sends and closes later.
         """
         out: list[Output] = []
         tainted: set[int] = set()
@@ -424,6 +439,7 @@ class WavesSession:
             if ctx is None or ctx.cancelled or ctx.finished:
                 continue
             ctx.cancelled = True
+            ctx.cancelled_at = now
             ctx.outbox.clear()
             if not ctx.sent_any or ctx.lane is None:
                 ctx.finished = True
@@ -436,7 +452,7 @@ class WavesSession:
             out.append(Send(lane.id, rq.build_cancel(ctx.wire_id, voice)))
             out.append(Send(lane.id, rq.build_close(ctx.wire_id, voice)))
             lane.last_sent_at = now
-            if lane.echo is not True:
+            if lane.echo is not True or self._cancel_leaks:
                 tainted.add(lane.id)
         for lane_id in tainted:
             out.extend(self._retire(lane_id, "barge-in on a connection that does not echo ids"))
@@ -485,6 +501,8 @@ class WavesSession:
         ctx = segment.context
         ctx.last_frame_at = now
         ctx.last_frame_was_complete = isinstance(event, rs.SegmentComplete)
+        if ctx.cancelled and now - ctx.cancelled_at > self.config.cancel_grace_s:
+            return self._on_cancel_leak(segment, now)
         if ctx.cancelled or ctx.finished:
             return []  # late audio of a barged-in or finished context: never played
         out: list[Output] = []
@@ -506,12 +524,27 @@ class WavesSession:
             out.extend(self._dispatch(now))
         return out
 
+    def _on_cancel_leak(self, segment: _Segment, now: float) -> list[Output]:
+        """The server goes on streaming a cancelled reply: stop queueing behind it."""
+        lane_id = segment.context.lane
+        lane = self._lanes.get(lane_id) if lane_id is not None else None
+        if lane is None or lane.role is LaneRole.RETIRED:
+            return []
+        self._cancel_leaks = True
+        if self.config.standby:
+            self._standby_wanted = True
+        out = self._retire(lane.id, "the server keeps streaming a cancelled reply")
+        return [*out, *self._dispatch(now)]
+
     # ------------------------------------------------------------------ timers
 
     def poll(self, now: float) -> list[Output]:
         """Act on time passing: turn ends, keep-alives and stall detection."""
         out: list[Output] = []
         for ctx in list(self._contexts.values()):
+            if ctx.cancelled and now - ctx.cancelled_at > CANCELLED_MEMORY_S:
+                self.forget(ctx.id)
+                continue
             out.extend(self._check_finished(ctx, now))
         for lane in list(self._lanes.values()):
             out.extend(self._check_lane(lane, now))
@@ -747,7 +780,15 @@ class WavesSession:
 
     def _check_finished(self, ctx: _Context, now: float) -> list[Output]:
         """Decide whether a closed context has had all its audio."""
-        if ctx.finished or ctx.cancelled or not ctx.close_requested or ctx.close_sent_at is None:
+        if ctx.finished or ctx.cancelled:
+            return []
+        if ctx.error is not None:
+            quiet = now - max(ctx.last_frame_at or 0.0, ctx.error_at)
+            if quiet < self.config.complete_guard_s:
+                return []
+            ctx.finished = True
+            return [ContextFailed(ctx.id, ctx.error)]
+        if not ctx.close_requested or ctx.close_sent_at is None:
             return []
         sent_units = len(ctx.units) - ctx.wire_unit_start
         quiet_since = max(ctx.last_frame_at or 0.0, ctx.close_sent_at)
@@ -796,13 +837,17 @@ class WavesSession:
         ctx = self._attribute_error(lane, error.envelope)
         if ctx is None:
             return [LaneError(lane.id, error)]
-        if ctx.cancelled or ctx.finished:
+        if ctx.cancelled or ctx.finished or ctx.error is not None:
             return []
         # Nothing more is sent for the context, and nothing is sent to close it
         # either: a server that already dropped it would answer with a second
-        # error for the same failure.
-        ctx.finished = True
-        return [ContextFailed(ctx.id, error), *self._dispatch(now)]
+        # error for the same failure. Audio of segments already under way
+        # still plays; the failure is reported after it (see _check_finished).
+        ctx.error = error
+        ctx.error_at = now
+        ctx.outbox.clear()
+        ctx.close_requested = True
+        return self._check_finished(ctx, now)
 
     def _attribute_error(self, lane: _Lane, envelope: rs.Envelope) -> _Context | None:
         if envelope.request_id and envelope.request_id in lane.segments:

@@ -96,6 +96,10 @@ class ToneBackend:
         spans: list[WordSpan] = []
         t = 0.0
         gap = np.zeros(int(self._gap_s / speed * sample_rate), dtype=np.int16)
+        # Like speech, a segment starts with a short silence; it also keeps two
+        # segments' first and last words apart when read back.
+        pieces.append(gap)
+        t += len(gap) / sample_rate
         for word, _ in split_words(text):
             n = max(1, int(len(word) * self._seconds_per_char / speed * sample_rate))
             pitch = 200.0 + (zlib.crc32(word.encode()) % 600)

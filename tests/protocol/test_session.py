@@ -368,11 +368,15 @@ def test_error_for_a_reply_fails_that_reply_only():
     s = make_session()
     opened(s, 1)
     s.send_text("c", "Hello.", PARAMS, 0.0)
-    err = rs.ServerError(env("t1", "c"), "Invalid Voice ID", "INVALID_VOICE")
+    err = rs.ServerError(env(None, "c"), "Invalid Voice ID", "INVALID_VOICE")
     out = s.receive(1, err, 0.1)
-    assert of_type(out, sn.ContextFailed) == [sn.ContextFailed("c", err)]
     assert not sends(out), "no second message that could earn a second error"
-    assert s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.2) == []
+    assert not sends(s.send_text("c", "More.", PARAMS, 0.15)), "nothing more is sent for it"
+    # Audio of a segment already under way still plays, then the failure comes.
+    assert of_type(s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.2), sn.AudioOut)
+    assert not of_type(s.poll(0.4), sn.ContextFailed)
+    assert of_type(s.poll(0.46), sn.ContextFailed) == [sn.ContextFailed("c", err)]
+    assert s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.5) == []
 
 
 def test_error_with_no_reply_in_flight_is_reported_for_the_connection():

@@ -1,0 +1,213 @@
+"""HTTP endpoints of the local server: SSE streaming, sync synthesis, voices."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from loguru import logger
+
+from pipecat_waves.protocol import constants as c
+from pipecat_waves.server.state import (
+    ServerState,
+    new_request_id,
+    new_session_id,
+    too_many_response,
+    unauthorized_response,
+)
+from pipecat_waves.server.synthesis import chunk_size, split_audio, synthesize, wav_bytes
+from pipecat_waves.server.voices import is_known_voice, voices_json
+
+#: Audio per SSE event, as observed on the real service.
+SSE_CHUNK_MS = 20
+
+#: Formats the API documents; the local server can produce only the PCM ones.
+_DOCUMENTED_FORMATS = frozenset({"pcm", "mp3", "wav", "ulaw", "alaw"})
+_LOCAL_FORMATS = frozenset({"pcm", "wav"})
+
+
+class BodyError(ValueError):
+    """A request body field the server refuses (answered with 400)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class HttpSynthesisRequest:
+    """A validated SSE or sync request body."""
+
+    text: str
+    voice_id: str
+    sample_rate: int
+    speed: float
+    output_format: str
+    session_id: str | None
+    request_id: str | None
+
+
+def _number(body: dict[str, Any], name: str) -> float | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise BodyError(name, f"Expected a number for '{name}'")
+    return float(value)
+
+
+def _choice(body: dict[str, Any], name: str, allowed: frozenset[str], default: str | None) -> Any:
+    value = body.get(name, default)
+    if value is not None and value not in allowed:
+        raise BodyError(name, f"Invalid value for '{name}'")
+    return value
+
+
+def _optional_id(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not c.is_valid_id(value):
+        raise BodyError(name, f"Invalid '{name}'")
+    return value
+
+
+def parse_body(body: Any) -> HttpSynthesisRequest:
+    """Validate an SSE or sync request body.
+
+    Raises:
+        BodyError: Naming the first field at fault.
+    """
+    if not isinstance(body, dict):
+        raise BodyError("", "Expected a JSON object")
+    text = body.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise BodyError("text", "Text is required")
+    if len(text.strip()) > c.MAX_HTTP_TEXT_CHARS:
+        raise BodyError("text", f"Text must be at most {c.MAX_HTTP_TEXT_CHARS} characters")
+    voice_id = body.get("voice_id")
+    if not isinstance(voice_id, str) or not is_known_voice(voice_id):
+        raise BodyError("voice_id", "Invalid Voice ID")
+    _choice(body, "model", c.MODELS, c.DEFAULT_MODEL)
+    _choice(body, "language", c.LANGUAGES, None)
+    _choice(body, "number_pronunciation_language", c.LANGUAGES, None)
+    rate = _number(body, "sample_rate")
+    if rate is not None and rate not in c.SAMPLE_RATES:
+        raise BodyError("sample_rate", "Invalid sample rate")
+    speed = _number(body, "speed")
+    if speed is not None and not c.SPEED_MIN <= speed <= c.SPEED_MAX:
+        raise BodyError("speed", f"Speed must be between {c.SPEED_MIN} and {c.SPEED_MAX}")
+    output_format = _choice(body, "output_format", _DOCUMENTED_FORMATS, "pcm")
+    if output_format not in _LOCAL_FORMATS:
+        raise BodyError("output_format", f"The local server cannot produce '{output_format}'")
+    return HttpSynthesisRequest(
+        text=text,
+        voice_id=voice_id,
+        sample_rate=int(rate) if rate is not None else c.DEFAULT_SAMPLE_RATE,
+        speed=speed if speed is not None else 1.0,
+        output_format=output_format,
+        session_id=_optional_id(body, "session_id"),
+        request_id=_optional_id(body, "request_id"),
+    )
+
+
+def _bad_request(error: BodyError) -> web.Response:
+    path = [error.path] if error.path else []
+    body = {"error": [{"code": "custom", "path": path, "message": error.message}]}
+    return web.json_response(body, status=400)
+
+
+class HttpHandlers:
+    """The SSE, sync and voice-list handlers, bound to one server's state."""
+
+    def __init__(self, state: ServerState) -> None:
+        self._state = state
+
+    async def _admit(self, request: web.Request) -> HttpSynthesisRequest | web.Response:
+        """Authenticate, check capacity and validate; a response means refusal."""
+        if not self._state.is_authorized(request):
+            return unauthorized_response()
+        if self._state.at_capacity():
+            return too_many_response()
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return _bad_request(BodyError("", "Body is not valid JSON"))
+        try:
+            return parse_body(body)
+        except BodyError as e:
+            return _bad_request(e)
+
+    async def sse(self, request: web.Request) -> web.StreamResponse:
+        """``POST /waves/v1/tts/live``: audio as server-sent events."""
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        self._state.active += 1
+        try:
+            return await self._stream_sse(request, admitted)
+        finally:
+            self._state.active -= 1
+
+    async def _stream_sse(
+        self, request: web.Request, body: HttpSynthesisRequest
+    ) -> web.StreamResponse:
+        synthesis = await synthesize(
+            self._state.backend,
+            body.text,
+            voice_id=body.voice_id,
+            speed=body.speed,
+            sample_rate=body.sample_rate,
+        )
+        response = web.StreamResponse(
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+        )
+        await response.prepare(request)
+        for piece in split_audio(synthesis.pcm, chunk_size(body.sample_rate, SSE_CHUNK_MS)):
+            data = {
+                "audio": base64.b64encode(piece).decode("ascii"),
+                "done": False,
+                "status": "206",
+            }
+            await response.write(f"event: audio\ndata: {json.dumps(data)}\n\n".encode())
+        await response.write(f"data: {json.dumps({'status': '200', 'done': True})}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def sync(self, request: web.Request) -> web.StreamResponse:
+        """``POST /waves/v1/tts``: the whole audio as the response body."""
+        admitted = await self._admit(request)
+        if isinstance(admitted, web.Response):
+            return admitted
+        self._state.active += 1
+        try:
+            synthesis = await synthesize(
+                self._state.backend,
+                admitted.text,
+                voice_id=admitted.voice_id,
+                speed=admitted.speed,
+                sample_rate=admitted.sample_rate,
+            )
+        finally:
+            self._state.active -= 1
+        audio = synthesis.pcm
+        if admitted.output_format == "wav":
+            audio = wav_bytes(audio, admitted.sample_rate)
+        logger.debug(f"sync synthesis: {len(audio)} bytes")
+        headers = {
+            "X-Session-Id": new_session_id("http"),
+            "X-Request-Id": new_request_id(),
+            "X-External-Session-Id": admitted.session_id or "",
+            "X-External-Request-Id": admitted.request_id or "",
+        }
+        # The real service labels raw PCM audio/wav too; clients go by output_format.
+        return web.Response(body=audio, content_type="audio/wav", headers=headers)
+
+    async def voices(self, request: web.Request) -> web.Response:
+        """``GET /waves/v1/lightning-v3.1/get_voices``: the catalogue."""
+        if not self._state.is_authorized(request):
+            return unauthorized_response()
+        return web.json_response(voices_json())

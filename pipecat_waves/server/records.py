@@ -1,0 +1,58 @@
+"""What the local server saw and did, kept for tests and benchmarks to inspect."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from multidict import CIMultiDict
+
+
+@dataclass
+class ConnectionRecord:
+    """One accepted live socket.
+
+    Attributes:
+        id: 1-based, in accept order.
+        headers: The upgrade request's headers (case-insensitive keys).
+        query: The upgrade URL's query parameters.
+        received: Every JSON value received, in order.
+        closed: The socket has closed.
+        close_code: WebSocket close code, once closed (``None`` if it was
+            dropped without one).
+    """
+
+    id: int
+    headers: CIMultiDict[str]
+    query: dict[str, str]
+    received: list[Any] = field(default_factory=list)
+    closed: bool = False
+    close_code: int | None = None
+
+
+@dataclass
+class SegmentRecord:
+    """One released segment of text and what became of it.
+
+    Attributes:
+        connection_id: The connection it was requested on.
+        context_id: Its context (``None`` for one-shot and legacy requests).
+        text: The released text.
+        request_id: The server's ``task_…`` id for it.
+        external_request_id: The client ``request_id`` it answers (for a
+            coalesced segment, that of the last fragment in it).
+        chunks_sent: Audio frames sent for it.
+        completed: Its ``complete`` frame was sent.
+        cancelled: A ``cancel_request`` stopped it.
+        coalesced: Its delayed ``complete`` was merged into the next segment's.
+    """
+
+    connection_id: int
+    context_id: str | None
+    text: str
+    request_id: str
+    external_request_id: str | None
+    chunks_sent: int = 0
+    completed: bool = False
+    cancelled: bool = False
+    coalesced: bool = False

@@ -1,0 +1,102 @@
+"""``pipecat-waves serve``: argument rules and a real run in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import sys
+
+import aiohttp
+import pytest
+
+from pipecat_waves import cli
+from pipecat_waves.protocol.constants import LIVE_PATH
+
+SECRET = "cli-secret-key-123"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"],  # no key and no --no-auth
+        ["serve", "--api-key", "k", "--no-auth"],
+        ["serve", "--no-auth", "--backend", "espeak"],
+        [],
+    ],
+)
+def test_bad_arguments_exit_2(argv, monkeypatch):
+    monkeypatch.delenv(cli.API_KEY_ENV, raising=False)
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+
+
+async def _run_server(args: list[str], env: dict[str, str]):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "import sys; from pipecat_waves.cli import main; sys.exit(main(sys.argv[1:]))",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    seen = []
+    assert proc.stderr is not None
+    async with asyncio.timeout(30):
+        while True:
+            line = (await proc.stderr.readline()).decode()
+            assert line, "server exited early: " + "".join(seen)
+            seen.append(line)
+            match = re.search(r"(ws://127\.0\.0\.1:\d+)" + re.escape(LIVE_PATH), line)
+            if match:
+                return proc, match.group(1), seen
+
+
+@pytest.mark.parametrize("key_source", ["flag", "env"])
+async def test_serve_runs_until_interrupted_and_never_logs_the_key(key_source):
+    env = {k: v for k, v in os.environ.items() if k != cli.API_KEY_ENV}
+    args = ["serve", "--port", "0", "--backend", "tone"]
+    if key_source == "flag":
+        args += ["--api-key", SECRET]
+    else:
+        env[cli.API_KEY_ENV] = SECRET
+    proc, ws_base, seen = await _run_server(args, env)
+    try:
+        async with aiohttp.ClientSession() as http:
+            url = ws_base + LIVE_PATH
+            with pytest.raises(aiohttp.WSServerHandshakeError):
+                await http.ws_connect(url)
+            ws = await http.ws_connect(url, headers={"Authorization": f"Bearer {SECRET}"})
+            await ws.send_json({"text": "Hi.", "voice_id": "avery", "sample_rate": 8000})
+            frames = []
+            while not frames or frames[-1].get("status") != "complete":
+                frames.append(await ws.receive_json(timeout=10))
+            await ws.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0
+    output = "".join(seen) + stderr.decode() + stdout.decode()
+    assert SECRET not in output
+    assert any(f["status"] == "chunk" for f in frames)
+
+
+async def test_serve_without_auth():
+    env = {k: v for k, v in os.environ.items() if k != cli.API_KEY_ENV}
+    proc, ws_base, seen = await _run_server(
+        ["serve", "--port", "0", "--backend", "tone", "--no-auth"], env
+    )
+    try:
+        assert "no authentication" in "".join(seen)
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(ws_base + LIVE_PATH)
+            await ws.send_json({"type": "ping"})
+            assert await ws.receive_json(timeout=10) == {"type": "pong"}
+            await ws.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0

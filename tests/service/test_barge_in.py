@@ -1,0 +1,112 @@
+"""Barge-in: after an InterruptionFrame, not one sample of the interrupted reply."""
+
+from __future__ import annotations
+
+import pytest
+from pipecat.frames.frames import InterruptionFrame, TTSAudioRawFrame
+from pipecat.tests.utils import SleepFrame
+
+from pipecat_waves.server import LocalWavesServer, ServerBehaviour
+from pipecat_waves.server.backends import ToneBackend
+from tests.service.helpers import (
+    API_KEY,
+    contexts_in_order,
+    heard,
+    llm_turn,
+    make_service,
+    run,
+    split_at_interruption,
+)
+
+LONG_REPLY = (
+    "Let me tell you about our menu. We have seven kinds of pasta tonight. "
+    "There is also a fish special with lemon and herbs. Desserts are made fresh every day. "
+    "Would you like me to read out the wine list as well?"
+)
+NEXT_REPLY = "Sure, go ahead."
+
+# Audio streams at about real time, so the reply is mid-way when the user speaks.
+SLOW = {"chunk_ms": 100, "chunk_interval_ms": 100}
+
+SWITCHES = {
+    "echo": {"echo_external_request_id": True},
+    "no-echo": {"echo_external_request_id": False},
+    "echo, cancel leaves audio running": {
+        "echo_external_request_id": True,
+        "cancel_stops_inflight": False,
+    },
+    "no-echo, cancel leaves audio running": {
+        "echo_external_request_id": False,
+        "cancel_stops_inflight": False,
+    },
+    "no-echo, delayed complete": {"echo_external_request_id": False, "complete_delay_ms": 700},
+    "echo, coalesced delayed complete": {
+        "echo_external_request_id": True,
+        "complete_delay_ms": 300,
+        "coalesce_complete": True,
+    },
+    "no-echo, interleaved contexts": {
+        "echo_external_request_id": False,
+        "interleave_contexts": True,
+    },
+}
+
+
+def barge_in_frames(wait_s: float = 0.8) -> list:
+    return [
+        *llm_turn(LONG_REPLY),
+        SleepFrame(sleep=wait_s),
+        InterruptionFrame(),
+        SleepFrame(sleep=0.3),
+        *llm_turn(NEXT_REPLY),
+    ]
+
+
+@pytest.mark.parametrize("switches", list(SWITCHES.values()), ids=list(SWITCHES))
+async def test_no_interrupted_audio_after_the_interruption(switches):
+    behaviour = ServerBehaviour(**SLOW, **switches)
+    async with LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour
+    ) as server:
+        service = make_service(server)
+        down, up = await run(service, barge_in_frames())
+    before, after = split_at_interruption(down)
+    interrupted = contexts_in_order(before)
+    assert len(interrupted) == 1, "the reply was playing when the user spoke"
+    spoken_before = heard(before, LONG_REPLY)
+    assert 0 < len(spoken_before) < len(LONG_REPLY.split()), "interrupted mid-way"
+    stale = [f for f in after if isinstance(f, TTSAudioRawFrame) and f.context_id in interrupted]
+    assert stale == [], "audio of the interrupted reply came out after the interruption"
+    assert heard(after, NEXT_REPLY) == NEXT_REPLY.split(), "the next reply is spoken in full"
+    assert not up
+    # The server was told to drop the interrupted reply.
+    received = [m for c in server.connections for m in c.received]
+    assert any(m.get("cancel_request") for m in received)
+    assert any(m.get("context_close") for m in received)
+    if switches.get("echo_external_request_id") and switches.get("cancel_stops_inflight", True):
+        assert len(server.connections) == 1, "barge-in costs no reconnect"
+
+
+async def test_next_reply_after_barge_in_uses_a_warm_socket():
+    behaviour = ServerBehaviour(**SLOW, echo_external_request_id=False, handshake_delay_ms=300)
+    async with LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour
+    ) as server:
+        service = make_service(server)
+        frames = [
+            *llm_turn(LONG_REPLY),
+            SleepFrame(sleep=1.2),
+            InterruptionFrame(),
+            *llm_turn(NEXT_REPLY),
+        ]
+        down, _ = await run(service, frames)
+    _, after = split_at_interruption(down)
+    assert heard(after, NEXT_REPLY) == NEXT_REPLY.split()
+    # The reply went out on the spare opened before the barge-in (the second
+    # connection), not on one opened after it.
+    carriers = [
+        c.id
+        for c in server.connections
+        if any(m.get("text", "").strip() == NEXT_REPLY for m in c.received)
+    ]
+    assert carriers == [server.connections[1].id]

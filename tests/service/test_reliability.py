@@ -1,0 +1,191 @@
+"""Failures a user can hit: each gives a clear error, and no word is lost or repeated."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import websockets
+from loguru import logger
+from pipecat.frames.frames import TTSStoppedFrame
+from pipecat.pipeline.worker import PipelineParams
+from pipecat.tests.utils import SleepFrame, run_test
+from pipecat.utils.errors import ErrorCategory
+
+from pipecat_waves import WavesTTSService
+from pipecat_waves.server import LocalWavesServer, ServerBehaviour
+from pipecat_waves.server.backends import ToneBackend
+from tests.service.helpers import (
+    API_KEY,
+    contexts_in_order,
+    errors,
+    heard,
+    llm_turn,
+    make_service,
+    run,
+)
+
+REPLY = (
+    "First we check the date. Then we look for a table near the window. "
+    "After that we confirm the booking by email. Finally we send you a reminder."
+)
+
+
+def server_with(**switches) -> LocalWavesServer:
+    return LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**switches)
+    )
+
+
+def assert_each_word_once(words: list[str], text: str) -> None:
+    """Every word of ``text``, in order, none lost.
+
+    At a dropped connection the word being spoken may be heard again: its audio
+    had arrived (in full, or cut off, read as ``<cut>``) but its timestamp had
+    not, so the client cannot know it was spoken. Nothing else may repeat.
+    """
+    assert words.count("<cut>") <= 1, words
+    heard_words = [w for w in words if w != "<cut>"]
+    expected = text.split()
+    if heard_words == expected:
+        return
+    repeats = [i for i in range(1, len(heard_words)) if heard_words[i] == heard_words[i - 1]]
+    assert any(heard_words[:i] + heard_words[i + 1 :] == expected for i in repeats), words
+
+
+def with_one_sentence_restarted(text: str) -> list[list[str]]:
+    """Every way of hearing ``text`` with one sentence restarted after a partial start."""
+    sentences = [s.split() for s in text.replace(". ", ".|").split("|")]
+    options = []
+    for k, sentence in enumerate(sentences):
+        head = [w for s in sentences[:k] for w in s]
+        tail = [w for s in sentences[k:] for w in s]
+        options += [head + sentence[:j] + tail for j in range(len(sentence))]
+    return options
+
+
+@pytest.mark.parametrize("word_timestamps", [True, False], ids=["timestamps", "no-timestamps"])
+@pytest.mark.parametrize("drop_after", [3, 9])
+async def test_dropped_connection_mid_reply_loses_and_repeats_nothing(drop_after, word_timestamps):
+    async with server_with(
+        chunk_ms=100, chunk_interval_ms=20, drop_after_chunks=drop_after
+    ) as server:
+        service = make_service(server, word_timestamps=word_timestamps)
+        down, _up = await run(service, llm_turn(REPLY))
+    assert len(server.connections) >= 2, "the drop happened and the service reconnected"
+    words = heard(down, REPLY)
+    if word_timestamps:
+        assert_each_word_once(words, REPLY)
+    else:
+        # Without word timings the sentence being spoken when the connection
+        # dropped is sent again whole: no word is lost, and only the part of
+        # that one sentence already heard can repeat.
+        assert [w for w in words if w != "<cut>"] in with_one_sentence_restarted(REPLY)
+    # Server side: what was synthesized to the end, in order, never overlaps.
+    completed = " ".join(s.text for s in server.segments if s.completed).split()
+    assert completed == REPLY.split()[-len(completed) :], completed
+    assert len(completed) >= len(REPLY.split()) - 6, "most of the reply was finished"
+
+
+async def test_server_error_mid_turn_gives_one_error_and_the_pipeline_goes_on():
+    async with server_with(error_on_request=2) as server:
+        service = make_service(server)
+        frames = [*llm_turn(REPLY), SleepFrame(0.3), *llm_turn("Are you still there?")]
+        down, up = await run(service, frames)
+    errs = errors(up)
+    assert len(errs) == 1, errs
+    assert "Waves" in errs[0].error
+    assert errs[0].category is not None
+    ctx = contexts_in_order(down)
+    stops = [f for f in down if isinstance(f, TTSStoppedFrame) and f.context_id == ctx[0]]
+    assert len(stops) == 1
+    assert heard(down, "Are you still there?", ctx[-1]) == ["Are", "you", "still", "there?"]
+
+
+async def test_stalled_server_is_detected_and_the_reply_completes_elsewhere():
+    async with server_with(chunk_ms=100, stall_after_chunks=2) as server:
+        service = make_service(server, stall_timeout_s=0.6)
+        down, _ = await run(service, llm_turn(REPLY))
+    assert len(server.connections) >= 2
+    assert_each_word_once(heard(down, REPLY), REPLY)
+
+
+async def test_wrong_api_key_is_a_clear_fatal_error_without_the_key():
+    async with server_with() as server:
+        service = WavesTTSService(
+            api_key="sk-wrong-key-123456", base_url=server.ws_base_url, sample_rate=16000
+        )
+        lines: list[str] = []
+        sink = logger.add(lines.append, level="TRACE")
+        try:
+            _, up = await run(service, [SleepFrame(0.5)])
+        finally:
+            logger.remove(sink)
+    errs = errors(up)
+    assert len(errs) == 1
+    assert "API key" in errs[0].error
+    assert "401" in errs[0].error
+    assert errs[0].category is ErrorCategory.AUTHENTICATION
+    text = "\n".join(lines) + repr(service) + str(errs[0])
+    assert "sk-wrong-key-123456" not in text
+    assert server.connections == []
+
+
+def test_unsupported_sample_rate_fails_at_construction():
+    with pytest.raises(ValueError, match=r"48000 Hz.*8000, 16000, 24000, 44100"):
+        WavesTTSService(api_key="k", base_url="ws://127.0.0.1:9", sample_rate=48000)
+
+
+async def test_unsupported_pipeline_rate_is_reported_before_any_text():
+    async with server_with() as server:
+        service = WavesTTSService(api_key=API_KEY, base_url=server.ws_base_url)
+        _, up = await run_test(
+            service,
+            frames_to_send=[SleepFrame(0.2)],
+            pipeline_params=PipelineParams(audio_out_sample_rate=48000),
+        )
+    errs = errors(up)
+    assert len(errs) == 1
+    assert "48000" in errs[0].error and "sample_rate=24000" in errs[0].error
+    assert server.connections == []
+
+
+def test_api_key_is_never_sent_in_clear_to_a_remote_host():
+    with pytest.raises(ValueError, match="unencrypted"):
+        WavesTTSService(api_key="k", base_url="ws://api.example.com")
+    service = WavesTTSService(api_key="sk-secret-abc", base_url="ws://127.0.0.1:1234")
+    assert "sk-secret-abc" not in repr(service)
+
+
+@pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
+async def test_concurrency_rejection_backs_off_and_retries(reject_with):
+    async with server_with(max_connections=1, reject_with=reject_with) as server:
+        blocker = await websockets.connect(
+            server.ws_base_url + "/waves/v1/tts/live",
+            additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+
+        async def release_later():
+            await asyncio.sleep(0.8)
+            await blocker.close()
+
+        release = asyncio.create_task(release_later())
+        service = make_service(server, reconnect_backoff_s=(0.1, 0.4))
+        down, up = await run(service, [SleepFrame(0.2), *llm_turn("Booked for eight.")])
+        await release
+    assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
+    categories = {e.category for e in errors(up)}
+    assert categories <= {ErrorCategory.RATE_LIMIT}
+    if reject_with == "close_1008":
+        assert categories == {ErrorCategory.RATE_LIMIT}, "the 1008 close is reported"
+
+
+async def test_keepalive_is_a_ping_never_a_synthesis_request():
+    async with server_with() as server:
+        service = make_service(server, idle_timeout_s=3)
+        down, _ = await run(service, [SleepFrame(2.4), *llm_turn("Still here.")])
+    received = server.connections[0].received
+    assert {"type": "ping"} in received
+    assert not any(m.get("text") == " " for m in received), "no synthesis as keep-alive"
+    assert heard(down, "Still here.") == ["Still", "here."]
+    assert server.connections[0].query.get("timeout") == "3"
