@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,22 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pipecat_waves.protocol.constants import CLOSE_POLICY_VIOLATION, LIVE_PATH
+
+
+class _RedactAuthorization(logging.Filter):
+    """Hide the bearer token from ``websockets``' debug log of handshake headers."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 2 and str(args[0]).lower() == "authorization":
+            record.args = (args[0], "Bearer ***")
+        return True
+
+
+#: Logger handed to ``websockets``: its own, with the token redacted. A user who
+#: turns on debug logging to see the handshake never sees the API key.
+_WS_LOGGER = logging.getLogger("pipecat_waves.websockets")
+_WS_LOGGER.addFilter(_RedactAuthorization())
 
 
 class WavesConnectError(Exception):
@@ -99,6 +116,7 @@ async def open_socket(
             # Liveness is checked with the protocol's own ping message, which a
             # Waves server answers; WebSocket-level pings are left off.
             ping_interval=None,
+            logger=_WS_LOGGER,
         )
     except InvalidStatus as e:
         status = e.response.status_code
