@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -158,6 +159,8 @@ class Lane:
         self._handlers = handlers
         self._outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._closing = False
+        self.opened_at = time.monotonic()
+        self.messages_received = 0
         self._sender = asyncio.create_task(self._send_loop(), name=f"waves-send-{lane_id}")
         self._receiver = asyncio.create_task(self._receive_loop(), name=f"waves-recv-{lane_id}")
 
@@ -215,6 +218,7 @@ class Lane:
         reason = ""
         try:
             async for message in self._ws:
+                self.messages_received += 1
                 await self._handlers.on_message(self.id, message)
         except ConnectionClosed as e:
             if e.rcvd is not None:

@@ -231,6 +231,9 @@ class WavesTTSService(TTSService):
         self._running = False
         self._fatal_error: str | None = None
         self._failed_contexts: set[str] = set()
+        self._quick_failures = 0
+        self._concurrency_closes = 0
+        self._gave_up = False
         self._outage_reported = False
 
     def __repr__(self) -> str:
@@ -399,9 +402,7 @@ class WavesTTSService(TTSService):
                 await self._call_event_handler("on_connection_error", str(e))
                 if e.permanent:
                     self._session.lane_failed_to_open()
-                    await self.push_error(
-                        str(e), category=ErrorCategory.AUTHENTICATION, force_treat_as_permanent=True
-                    )
+                    await self._give_up(str(e), ErrorCategory.AUTHENTICATION)
                     return
                 if attempt == 3 and not self._outage_reported:
                     self._outage_reported = True
@@ -439,19 +440,59 @@ class WavesTTSService(TTSService):
             return
         retired = self._session.lane_role(lane_id) is sn.LaneRole.RETIRED
         if not retired and self._running:
-            logger.warning(
-                f"{self}: connection {lane_id} closed by the server "
-                f"(code {code}, {reason or 'no reason'}); resending unfinished text"
-            )
-            if is_concurrency_rejection(code):
-                await self.push_error(
-                    f"Waves closed the connection: {reason or 'concurrency limit'} (1008). "
-                    "Retrying with backoff.",
-                    category=ErrorCategory.RATE_LIMIT,
-                )
-                await asyncio.sleep(self._backoff[0] * 5)
+            await self._judge_unexpected_close(lane, code, reason)
         await self._call_event_handler("on_disconnected")
         await self._act(self._session.lane_lost(lane_id, time.monotonic()))
+
+    async def _judge_unexpected_close(self, lane: Lane, code: int | None, reason: str) -> None:
+        """Decide what a connection closed by the server means: retry, back off, or give up."""
+        closed = f"code {code}, {reason or 'no reason given'}"
+        if _mentions_auth(reason) or code in _AUTH_CLOSE_CODES:
+            await self._give_up(
+                f"Waves closed the connection because of the API key ({closed}). Check the "
+                "api_key you passed (or WAVES_API_KEY).",
+                ErrorCategory.AUTHENTICATION,
+            )
+            return
+        # A server that accepts the handshake and hangs up at once, again and
+        # again, is refusing us for a reason backoff will not fix. (A close for
+        # the concurrency limit says what it is, and is waited out instead.)
+        short_lived = time.monotonic() - lane.opened_at < 2.0 and not lane.messages_received
+        if not is_concurrency_rejection(code):
+            self._quick_failures = self._quick_failures + 1 if short_lived else 0
+        if self._quick_failures >= 4:
+            await self._give_up(
+                f"Waves closed {self._quick_failures} connections in a row right after opening "
+                f"them (last: {closed}). Check the api_key, base_url and account limits.",
+                ErrorCategory.CONNECTIVITY,
+            )
+            return
+        logger.warning(
+            f"{self}: connection {lane.id} closed by the server ({closed}); "
+            "resending unfinished text on another"
+        )
+        if is_concurrency_rejection(code):
+            self._concurrency_closes += 1
+            if self._concurrency_closes == 1:  # once per streak, not per attempt
+                await self.push_error(
+                    f"Waves closed the connection: {reason or 'concurrency limit'} (1008). "
+                    "Retrying with backoff; raise the account's concurrency or run fewer "
+                    "sessions at once.",
+                    category=ErrorCategory.RATE_LIMIT,
+                )
+            await asyncio.sleep(
+                min(self._backoff[0] * 2**self._concurrency_closes, self._backoff[1])
+            )
+        else:
+            self._concurrency_closes = 0
+
+    async def _give_up(self, message: str, category: ErrorCategory) -> None:
+        """Report a failure no retry can fix, once, and stop reconnecting."""
+        if self._gave_up:
+            return
+        self._gave_up = True
+        self._running = False
+        await self.push_error(message, category=category, force_treat_as_permanent=True)
 
     async def _timer_loop(self) -> None:
         while True:
@@ -494,9 +535,18 @@ class WavesTTSService(TTSService):
             elif isinstance(output, sn.ContextFailed):
                 await self._fail_context(output)
             elif isinstance(output, sn.LaneError):
-                await self.push_error(
-                    f"Waves error: {output.error.message}",
-                    category=_category(output.error),
+                category = _category(output.error)
+                message = f"Waves error: {output.error.message}"
+                if category is ErrorCategory.AUTHENTICATION:
+                    await self._give_up(
+                        f"{message}. Check the api_key (or WAVES_API_KEY).", category
+                    )
+                else:
+                    await self.push_error(message, category=category)
+            elif isinstance(output, sn.ContextRetrying):
+                logger.warning(
+                    f"{self}: Waves refused a reply ({output.error.message}); "
+                    f"retrying in {output.delay_s:.2f} s"
                 )
             else:
                 self._act_on_control([output])
@@ -539,9 +589,25 @@ class WavesTTSService(TTSService):
             await self.push_error_frame(frame)
 
 
+#: Close codes some servers use for a rejected credential.
+_AUTH_CLOSE_CODES = frozenset({4001, 4003, 4401, 4403})
+
+
+def _mentions_auth(text: str) -> bool:
+    lowered = text.lower()
+    return any(
+        word in lowered
+        for word in ("unauthori", "api key", "api_key", "apikey", "authenticat", "forbidden")
+    )
+
+
 def _category(error: rs.ServerError) -> ErrorCategory:
-    if error.code and error.code in _ERROR_CATEGORIES:
-        return _ERROR_CATEGORIES[error.code]
+    if error.code and error.code.upper() in _ERROR_CATEGORIES:
+        return _ERROR_CATEGORIES[error.code.upper()]
+    if _mentions_auth(error.message) or (error.code or "") in ("401", "403"):
+        return ErrorCategory.AUTHENTICATION
+    if sn.is_rate_limit(error):
+        return ErrorCategory.RATE_LIMIT
     if "voice" in error.message.lower():
         return ErrorCategory.INVALID_REQUEST
     return ErrorCategory.SERVER

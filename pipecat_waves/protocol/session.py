@@ -41,6 +41,22 @@ from pipecat_waves.protocol.constants import BYTES_PER_SAMPLE, MAX_FRAGMENT_CHAR
 
 #: How long a cancelled context is remembered, so its late audio is recognised.
 CANCELLED_MEMORY_S = 30.0
+#: Server request ids remembered per lane after their context is gone, so late
+#: frames of an old reply are recognised instead of being taken for a new one.
+SEGMENT_MEMORY = 512
+#: How often a reply refused for the account's concurrency limit is retried.
+MAX_RATE_LIMIT_RETRIES = 5
+
+_RATE_LIMIT_CODES = frozenset({"RATE_LIMIT", "CONCURRENCY_LIMIT", "TOO_MANY_REQUESTS", "429"})
+_RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
+
+
+def is_rate_limit(error: rs.ServerError) -> bool:
+    """Whether ``error`` refuses a request for the account's concurrency or rate limit."""
+    return (error.code or "").upper() in _RATE_LIMIT_CODES or bool(
+        _RATE_LIMIT_WORDS.search(error.message)
+    )
+
 
 # A unit is sealed when its text ends a sentence (closing quotes may follow).
 _SENTENCE_END = re.compile(r"[.!?\u3002\uff01\uff1f\u2026]+[\"'\u201d\u2019)\]]*\s*$")
@@ -105,6 +121,15 @@ class OpenLane:
 
 
 @dataclass(frozen=True)
+class ContextRetrying:
+    """``context_id`` was refused for the concurrency limit; it is resent after ``delay_s``."""
+
+    context_id: str
+    error: rs.ServerError
+    delay_s: float
+
+
+@dataclass(frozen=True)
 class LaneStalled:
     """``lane`` stopped answering pings: close it; its text moves on (see lane_lost)."""
 
@@ -129,6 +154,7 @@ Output = (
     | OpenLane
     | CloseLane
     | LaneStalled
+    | ContextRetrying
 )
 
 
@@ -226,6 +252,8 @@ class _Context:
     cancelled_at: float = 0.0
     error: rs.ServerError | None = None
     error_at: float = 0.0
+    retries: int = 0
+    not_before: float = 0.0  # a refused reply waits this long before it is resent
     finished: bool = False
     last_frame_at: float | None = None
     last_frame_was_complete: bool = False
@@ -246,6 +274,7 @@ class _Lane:
     last_sent_at: float = 0.0
     last_recv_at: float = 0.0
     ping_sent_at: float | None = None
+    messages: int = 0
     segments: dict[str, _Segment] = field(default_factory=dict)
 
 
@@ -266,6 +295,8 @@ class WavesSession:
         self._standby_wanted = False
         # Learned: the server keeps streaming a cancelled reply's released audio.
         self._cancel_leaks = False
+        # Learned: the server answers our keep-alive with an error.
+        self._ping_unsupported = False
 
     # ----------------------------------------------------------------- queries
 
@@ -328,6 +359,10 @@ class WavesSession:
         state = self._lanes.get(lane)
         if state is None:
             return []
+        if state.role is not LaneRole.RETIRED and state.messages and self.config.standby:
+            # A server that drops working connections: keep a spare warm from
+            # now on. (One refused right away is a limit, not a drop.)
+            self._standby_wanted = True
         for segment in state.segments.values():
             self._note_spoken_words(segment)
         del self._lanes[lane]
@@ -467,9 +502,12 @@ class WavesSession:
         ctx.finished = True
         for wire_id in [w for w, c in self._by_wire.items() if c is ctx]:
             del self._by_wire[wire_id]
+        # Its segments stay known (now pointing at a finished context) so that a
+        # late frame, a delayed ``complete`` say, is dropped rather than taken
+        # for the next reply on a lane that does not echo ids.
         for lane in self._lanes.values():
-            for rid in [r for r, seg in lane.segments.items() if seg.context is ctx]:
-                del lane.segments[rid]
+            while len(lane.segments) > SEGMENT_MEMORY:
+                del lane.segments[next(iter(lane.segments))]
 
     # ---------------------------------------------------------------- receive
 
@@ -479,12 +517,16 @@ class WavesSession:
         if state is None:
             return []
         state.last_recv_at = now
+        state.messages += 1
+        pinged = state.ping_sent_at is not None
         state.ping_sent_at = None  # any message proves the lane is alive
         if state.role is LaneRole.RETIRED:
             return []
         if isinstance(event, rs.Pong | rs.Unrecognized):
             return []
         if isinstance(event, rs.ServerError):
+            if pinged and self._answers_ping(state, event):
+                return []
             return self._on_error(state, event, now)
         echo_before = state.echo
         segment = self._attribute(state, event.envelope, now)
@@ -635,7 +677,7 @@ class WavesSession:
         """Send every outbox whose context has (or can get) a lane."""
         out: list[Output] = []
         for ctx in self._contexts.values():
-            if not ctx.outbox or ctx.cancelled or ctx.finished:
+            if not ctx.outbox or ctx.cancelled or ctx.finished or ctx.not_before > now:
                 continue
             if ctx.lane is None or ctx.lane not in self._lanes:
                 lane = self._choose_lane(ctx)
@@ -822,6 +864,8 @@ class WavesSession:
                 lane.role = LaneRole.RETIRED
                 return [LaneStalled(lane.id)]
             return []
+        if self._ping_unsupported:
+            return []  # nothing safe to probe with; a dead socket shows as a closed one
         awaiting = any(
             c.lane == lane.id and c.live and not c.cancelled for c in self._contexts.values()
         )
@@ -833,12 +877,29 @@ class WavesSession:
             return [Send(lane.id, rq.build_ping())]
         return []
 
+    def _answers_ping(self, lane: _Lane, error: rs.ServerError) -> bool:
+        """Whether ``error`` is a server refusing our keep-alive (it then gets no more)."""
+        if error.envelope.request_id or error.envelope.external_request_id:
+            return False
+        if any(c.lane == lane.id and c.live for c in self._contexts.values()):
+            return False
+        self._ping_unsupported = True
+        return True
+
     def _on_error(self, lane: _Lane, error: rs.ServerError, now: float) -> list[Output]:
         ctx = self._attribute_error(lane, error.envelope)
         if ctx is None:
             return [LaneError(lane.id, error)]
         if ctx.cancelled or ctx.finished or ctx.error is not None:
             return []
+        if is_rate_limit(error) and not ctx.received_audio and ctx.retries < MAX_RATE_LIMIT_RETRIES:
+            # Refused before a sample was produced: send the whole reply again
+            # once a slot may be free. Nothing was heard, so nothing repeats.
+            ctx.retries += 1
+            delay = min(0.25 * 2**ctx.retries, 4.0)
+            self._rebind_for_resend(ctx)
+            ctx.not_before = now + delay
+            return [ContextRetrying(ctx.id, error, delay)]
         # Nothing more is sent for the context, and nothing is sent to close it
         # either: a server that already dropped it would answer with a second
         # error for the same failure. Audio of segments already under way

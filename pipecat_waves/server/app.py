@@ -62,6 +62,8 @@ class _LiveEndpoint:
             await asyncio.sleep(delay / 1000)
         if not state.is_authorized(request):
             logger.info("live upgrade refused: missing or wrong API key")
+            if state.behaviour.auth_failure == "close_after_upgrade":
+                return await self._accept_and_refuse_auth(request)
             return unauthorized_response()
         if state.at_capacity():
             state.rejected_connections += 1
@@ -78,6 +80,13 @@ class _LiveEndpoint:
         ws = web.WebSocketResponse(timeout=_CLOSE_TIMEOUT_S)
         await ws.prepare(request)
         await ws.close(code=c.CLOSE_POLICY_VIOLATION, message=b"Too many concurrent connections")
+        return ws
+
+    async def _accept_and_refuse_auth(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(timeout=_CLOSE_TIMEOUT_S)
+        await ws.prepare(request)
+        await ws.send_json({"status": "error", "message": "Unauthorized: invalid API key"})
+        await ws.close(code=c.CLOSE_POLICY_VIOLATION, message=b"Unauthorized")
         return ws
 
     async def _serve(

@@ -41,6 +41,17 @@ class ServerBehaviour:
         max_connections: Most simultaneous live sockets and HTTP streams.
         reject_with: How an excess socket is turned away: accepted then closed
             with 1008, or HTTP 429 before the upgrade.
+        max_active_contexts: Most contexts synthesizing at once across the
+            server (the account's concurrency). The first fragment of a context
+            over the limit is answered with a ``CONCURRENCY_LIMIT`` error frame;
+            a context holds its slot until it is closed, cancelled or its
+            socket ends.
+        ping_supported: Answer ``{"type": "ping"}`` with a pong; when False the
+            server treats it like any message without text and answers with a
+            validation error, as a server predating the keep-alive would.
+        auth_failure: How a missing or wrong key is refused: HTTP 401 before
+            the upgrade, or the upgrade accepted, an error frame sent and the
+            socket closed with 1008.
         stall_after_chunks: After this many chunks on a connection, go silent
             without closing: no frames at all, not even pongs. Once per server.
         error_shape: ``"nested"`` (``error: {code, message}``) or ``"flat"``.
@@ -68,6 +79,9 @@ class ServerBehaviour:
     error_on_request: int | None = None
     max_connections: int | None = None
     reject_with: Literal["close_1008", "http_429"] = "close_1008"
+    max_active_contexts: int | None = None
+    auth_failure: Literal["http_401", "close_after_upgrade"] = "http_401"
+    ping_supported: bool = True
     stall_after_chunks: int | None = None
     error_shape: Literal["nested", "flat"] = "nested"
     word_timestamp_voices: frozenset[str] | None = None

@@ -162,6 +162,9 @@ class LiveConnection:
 
     async def _shutdown(self) -> None:
         self._buffer.close_all()
+        self._state.context_slots = {
+            key for key in self._state.context_slots if key[0] != self.record.id
+        }
         tasks = [lane.task for lane in self._lanes.values() if lane.task]
         tasks += [task for _, task in self._pending_completes.values()]
         for task in tasks:
@@ -258,11 +261,15 @@ class LiveConnection:
 
     async def _dispatch(self, request: LiveRequest) -> None:
         kind = request.kind
-        if kind is RequestKind.PING:
+        if kind is RequestKind.PING and not self._state.behaviour.ping_supported:
+            await self._error("'text' is required", "MISSING_FIELD")
+        elif kind is RequestKind.PING:
             await self._send(pong_message())
         elif kind is RequestKind.CANCEL:
+            self._release_slot(request.context_id)
             self._cancel(request.context_id)
         elif kind is RequestKind.CLOSE:
+            self._release_slot(request.context_id)
             dropped = self._buffer.close(request.context_id)
             logger.debug(f"context {request.context_id} closed, dropped {len(dropped)} chars")
         elif await self._accept_synthesis(request):
@@ -279,6 +286,8 @@ class LiveConnection:
                 self._request_envelope(request),
             )
             return False
+        if not await self._take_slot(request):
+            return False
         if params is not None:
             self._context_params[request.context_id] = params
         if request.text and self._state.count_synthesis_request():
@@ -290,6 +299,34 @@ class LiveConnection:
             )
             return False
         return True
+
+    async def _take_slot(self, request: LiveRequest) -> bool:
+        """Apply ``max_active_contexts``: a new context needs a free slot."""
+        context_id = request.context_id
+        if context_id is None or not request.text:
+            if context_id is not None and not request.continue_:
+                self._release_slot(context_id)
+            return True
+        key = (self.record.id, context_id)
+        slots = self._state.context_slots
+        limit = self._state.behaviour.max_active_contexts
+        if key not in slots and limit is not None and len(slots) >= limit:
+            self._buffer.cancel(context_id)
+            await self._error(
+                f"Concurrency limit reached: {limit} active synthesis allowed",
+                "CONCURRENCY_LIMIT",
+                self._request_envelope(request),
+            )
+            return False
+        if request.continue_:
+            slots.add(key)
+        else:
+            slots.discard(key)
+        return True
+
+    def _release_slot(self, context_id: str | None) -> None:
+        if context_id is not None:
+            self._state.context_slots.discard((self.record.id, context_id))
 
     def _releases(self, request: LiveRequest) -> list[Release[_Fragment]]:
         now = self._loop.time()

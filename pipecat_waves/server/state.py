@@ -40,6 +40,7 @@ class ServerState:
     synthesis_requests: int = 0
     drop_fired: bool = False
     stall_fired: bool = False
+    context_slots: set[tuple[int, str]] = field(default_factory=set)
 
     def at_capacity(self) -> bool:
         """Whether one more socket or stream would exceed ``max_connections``."""

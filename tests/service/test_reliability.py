@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import websockets
@@ -189,3 +190,52 @@ async def test_keepalive_is_a_ping_never_a_synthesis_request():
     assert not any(m.get("text") == " " for m in received), "no synthesis as keep-alive"
     assert heard(down, "Still here.") == ["Still", "here."]
     assert server.connections[0].query.get("timeout") == "3"
+
+
+async def test_key_refused_after_the_upgrade_is_still_a_clear_fatal_error():
+    async with server_with(auth_failure="close_after_upgrade") as server:
+        service = WavesTTSService(
+            api_key="sk-wrong-key-654321", base_url=server.ws_base_url, sample_rate=16000
+        )
+        _, up = await run(service, [SleepFrame(1.0), *llm_turn("Hello?")])
+    errs = errors(up)
+    auth = [e for e in errs if e.category is ErrorCategory.AUTHENTICATION]
+    assert len(auth) == 1, errs
+    assert "api_key" in auth[0].error or "API key" in auth[0].error
+    assert "sk-wrong-key-654321" not in str(errs)
+
+
+async def test_reply_refused_for_concurrency_is_retried_until_a_slot_frees():
+    async with server_with(max_active_contexts=1) as server:
+        blocker = await websockets.connect(
+            server.ws_base_url + "/waves/v1/tts/live",
+            additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        hold = {"text": "Holding the only slot. ", "voice_id": "avery", "context_id": "other"}
+        await blocker.send(json.dumps({**hold, "continue": True}))
+
+        async def release_later():
+            await asyncio.sleep(0.8)
+            await blocker.send(json.dumps({"text": "", "context_id": "other", "continue": False}))
+
+        release = asyncio.create_task(release_later())
+        service = make_service(server)
+        down, up = await run(service, [SleepFrame(0.1), *llm_turn("Booked for eight.")])
+        await release
+        await blocker.close()
+    assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
+    assert errors(up) == [], "a refusal that a retry fixes is not an error"
+    refused = [
+        m for c in server.connections for m in c.received if m.get("text") == "Booked for eight. "
+    ]
+    assert len(refused) >= 2, "the reply was refused at least once, then resent"
+
+
+async def test_server_without_ping_support_gets_no_more_pings_and_no_errors():
+    async with server_with(ping_supported=False) as server:
+        service = make_service(server, idle_timeout_s=3)
+        down, up = await run(service, [SleepFrame(2.5), *llm_turn("Still here."), SleepFrame(1.5)])
+    pings = [m for m in server.connections[0].received if m.get("type") == "ping"]
+    assert len(pings) == 1, "one refused ping, then no more"
+    assert errors(up) == []
+    assert heard(down, "Still here.") == ["Still", "here."]

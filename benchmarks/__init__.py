@@ -1,0 +1,1 @@
+"""Benchmarks of WavesTTSService against Pipecat's SmallestTTSService."""

@@ -1,0 +1,568 @@
+"""``pipecat-waves say`` and ``pipecat-waves voices``, and what they share with the demo.
+
+Both commands talk to the real Waves API when an API key is at hand
+(``--api-key``, ``WAVES_API_KEY`` or ``SMALLEST_API_KEY``) and otherwise start
+the embedded :class:`~pipecat_waves.server.LocalWavesServer` on 127.0.0.1, so
+they work offline on a fresh install.
+
+Every failure is a :class:`CliError` whose message is one line naming the fix;
+the command line prints it and exits non-zero. The API key is never printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import secrets
+import sys
+import wave
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import urlsplit
+
+from loguru import logger
+
+from pipecat_waves.protocol import constants as c
+from pipecat_waves.protocol import responses as rs
+from pipecat_waves.protocol.audio import PcmAligner, duration_s
+from pipecat_waves.protocol.requests import VoiceParams, build_one_shot
+
+#: Environment variables read for the API key, in this order.
+API_KEY_ENVS = ("WAVES_API_KEY", "SMALLEST_API_KEY")
+
+#: Longest wait for the next server frame before giving up on a reply.
+RECEIVE_TIMEOUT_S = 30.0
+#: Limit on opening a connection.
+OPEN_TIMEOUT_S = 10.0
+
+#: Sentence ends, where long text is cut into separate requests.
+_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
+
+
+class CliError(Exception):
+    """A failure the user can fix; the message is one line that says how."""
+
+
+# ---------------------------------------------------------------- endpoint
+
+
+def api_key_from(explicit: str | None) -> str | None:
+    """The API key to use: ``explicit``, else the first of :data:`API_KEY_ENVS` set."""
+    if explicit:
+        return explicit
+    for name in API_KEY_ENVS:
+        value = os.environ.get(name, "").strip()
+        if value:
+            return value
+    return None
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where requests go.
+
+    Attributes:
+        ws_base: ``ws(s)://host[:port]`` origin of the live socket.
+        http_base: ``http(s)://host[:port]`` origin of the HTTP endpoints.
+        api_key: Bearer token, or None to send no ``Authorization`` header.
+        local: The embedded server started by this process.
+    """
+
+    ws_base: str
+    http_base: str
+    api_key: str | None
+    local: bool
+
+    def describe(self) -> str:
+        """Where the audio comes from, for people (never shows the key)."""
+        if self.local:
+            return f"the embedded local Waves-compatible server at {self.ws_base}"
+        return f"Smallest.ai Waves at {self.ws_base}"
+
+    def auth_headers(self) -> dict[str, str]:
+        """Headers every request carries."""
+        headers = {"X-Source": "pipecat-waves-cli"}
+        if self.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        return headers
+
+
+def _origins(base_url: str) -> tuple[str, str]:
+    """Split any of ws/wss/http/https into the (websocket, http) origins."""
+    parts = urlsplit(base_url.strip().rstrip("/"))
+    secure = parts.scheme in ("wss", "https")
+    if parts.scheme not in ("ws", "wss", "http", "https") or not parts.netloc:
+        raise CliError(
+            f"--base-url {base_url!r} is not a URL; give an origin such as wss://api.smallest.ai"
+        )
+    rest = parts.netloc + parts.path
+    return (f"{'wss' if secure else 'ws'}://{rest}", f"{'https' if secure else 'http'}://{rest}")
+
+
+def make_backend(name: str) -> Any:
+    """The embedded server's synthesizer: ``piper`` (real speech) or ``tone`` (tests)."""
+    if name == "tone":
+        from pipecat_waves.server.backends import ToneBackend
+
+        return ToneBackend()
+    from pipecat_waves.server.piper_backend import PiperBackend
+
+    return PiperBackend()
+
+
+@contextlib.asynccontextmanager
+async def open_endpoint(
+    api_key: str | None, base_url: str | None, backend: str = "piper"
+) -> AsyncIterator[Endpoint]:
+    """Pick the endpoint, starting the embedded server when there is no key.
+
+    Args:
+        api_key: Key from the command line or environment, or None.
+        base_url: Explicit server origin, or None for the default choice.
+        backend: Synthesizer of the embedded server (``piper`` or ``tone``).
+
+    Yields:
+        The endpoint; an embedded server lives until the block ends.
+
+    Raises:
+        CliError: ``base_url`` is malformed, or the offline voice is missing.
+    """
+    if base_url is not None:
+        ws_base, http_base = _origins(base_url)
+        yield Endpoint(ws_base, http_base, api_key, local=False)
+        return
+    if api_key is not None:
+        ws_base, http_base = _origins(c.DEFAULT_BASE_URL)
+        yield Endpoint(ws_base, http_base, api_key, local=False)
+        return
+
+    from pipecat_waves.server import LocalWavesServer
+
+    synthesizer = make_backend(backend)
+    if hasattr(synthesizer, "warm_up"):
+        try:
+            # Loaded before the first request, so no reply pays for it.
+            await asyncio.to_thread(synthesizer.warm_up)
+        except RuntimeError as e:
+            raise CliError(
+                f"{e} (or set WAVES_API_KEY to use the Waves API instead of the offline voice)"
+            ) from None
+    # A throwaway key: the embedded server still authenticates, like the real one.
+    local_key = secrets.token_urlsafe(16)
+    async with LocalWavesServer(local_key, backend=synthesizer) as server:
+        yield Endpoint(server.ws_base_url, server.base_url, local_key, local=True)
+
+
+@contextlib.contextmanager
+def quiet_logs(verbose: bool) -> Iterator[None]:
+    """Silence library logging for the duration of a command, unless ``verbose``.
+
+    The commands report everything that matters themselves, in one line; the
+    libraries' debug and info logs would bury it.
+    """
+    if verbose:
+        yield
+        return
+    names = ("pipecat", "pipecat_waves")
+    for name in names:
+        logger.disable(name)
+    try:
+        yield
+    finally:
+        for name in names:
+            logger.enable(name)
+
+
+# -------------------------------------------------------------------- say
+
+
+@dataclass(frozen=True)
+class SayRequest:
+    """What ``say`` was asked to do, validated by :func:`validate_say`."""
+
+    text: str
+    output: Path
+    voice: str = "avery"
+    model: str = c.DEFAULT_MODEL
+    sample_rate: int = 24000
+    speed: float | None = None
+    language: str | None = None
+
+
+def validate_say(request: SayRequest) -> None:
+    """Check everything that can be checked without the network.
+
+    Raises:
+        CliError: Naming the argument at fault and what to give instead.
+    """
+    if not request.text.strip():
+        raise CliError('nothing to say: give the text to speak, e.g. pipecat-waves say "Hello"')
+    if request.sample_rate not in c.SAMPLE_RATES:
+        rates = ", ".join(map(str, c.SAMPLE_RATES))
+        raise CliError(
+            f"Waves cannot produce {request.sample_rate} Hz audio; "
+            f"use --sample-rate with one of {rates}"
+        )
+    if request.speed is not None and not c.SPEED_MIN <= request.speed <= c.SPEED_MAX:
+        raise CliError(
+            f"--speed {request.speed:g} is out of range; use a value from "
+            f"{c.SPEED_MIN} to {c.SPEED_MAX} (1.0 is normal pace)"
+        )
+    if request.model not in c.MODELS:
+        raise CliError(
+            f"unknown model {request.model!r}; use --model with one of "
+            f"{', '.join(sorted(c.MODELS))}"
+        )
+    if request.language is not None and request.language not in c.LANGUAGES:
+        raise CliError(
+            f"unknown language {request.language!r}; use --language with one of "
+            f"{', '.join(sorted(c.LANGUAGES))}"
+        )
+    if not request.voice.strip():
+        raise CliError("--voice is empty; run 'pipecat-waves voices' to list the voice ids")
+    folder = request.output.parent
+    if not folder.is_dir():
+        raise CliError(f"cannot write {request.output}: folder {folder} does not exist")
+
+
+def split_text(text: str, limit: int = c.MAX_FRAGMENT_CHARS) -> list[str]:
+    """Cut ``text`` into sentence-sized requests of at most ``limit`` characters.
+
+    The API speaks best from short requests; a sentence longer than ``limit``
+    is cut at the last space that fits (or hard, for one enormous word).
+    """
+    pieces: list[str] = []
+    for sentence in _SENTENCE_END.split(text.strip()):
+        rest = sentence.strip()
+        while len(rest) > limit:
+            cut = rest.rfind(" ", 0, limit + 1)
+            cut = cut if cut > 0 else limit
+            pieces.append(rest[:cut].strip())
+            rest = rest[cut:].strip()
+        if rest:
+            pieces.append(rest)
+    return pieces
+
+
+class Progress:
+    """``synthesizing… 1.2 s of audio`` on a terminal, rewritten in place.
+
+    Nothing is written when the stream is not a terminal, so a script's log
+    keeps only the final result (or the one-line error).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._live = self._stream.isatty()
+        self._shown = False
+
+    def update(self, seconds: float) -> None:
+        """Show how much audio has arrived so far."""
+        if self._live:
+            self._stream.write(f"\rsynthesizing… {seconds:.1f} s of audio")
+            self._stream.flush()
+            self._shown = True
+
+    def clear(self) -> None:
+        """Remove the progress line before anything else is printed."""
+        if self._shown:
+            self._stream.write("\r\033[K")
+            self._stream.flush()
+            self._shown = False
+
+
+def _server_error(error: rs.ServerError, request: SayRequest) -> CliError:
+    text = f"{error.code or ''} {error.message}".lower()
+    if "voice" in text:
+        return CliError(
+            f"unknown voice {request.voice!r}; run 'pipecat-waves voices' to list the voice ids"
+        )
+    if error.code == "UNAUTHORIZED":
+        return _bad_key_error(401)
+    return CliError(f"the Waves server refused the request: {error.message}")
+
+
+def _bad_key_error(status: int) -> CliError:
+    return CliError(
+        f"the Waves server rejected the API key (HTTP {status}); set WAVES_API_KEY "
+        "(or pass --api-key) to a valid key from the Smallest.ai console"
+    )
+
+
+def _unreachable_error(url: str, reason: str) -> CliError:
+    return CliError(
+        f"cannot reach the Waves server at {url} ({reason}); check the network, "
+        "or --base-url if you gave one"
+    )
+
+
+async def _connect(endpoint: Endpoint) -> Any:
+    """Open the live socket, turning every failure into a :class:`CliError`."""
+    import websockets
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    from pipecat_waves.connection import live_url
+
+    try:
+        url = live_url(endpoint.ws_base, None)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    origin = endpoint.ws_base
+    try:
+        return await connect(
+            url,
+            additional_headers=endpoint.auth_headers(),
+            open_timeout=OPEN_TIMEOUT_S,
+            close_timeout=2.0,
+            max_size=16 * 1024 * 1024,
+            ping_interval=None,
+        )
+    except InvalidStatus as e:
+        status = e.response.status_code
+        if status in (401, 403):
+            raise _bad_key_error(status) from None
+        if status == 429:
+            raise CliError(
+                "Waves refused the connection: concurrency limit reached (HTTP 429); "
+                "wait a moment or stop other sessions, then retry"
+            ) from None
+        raise CliError(
+            f"the Waves server at {origin} answered HTTP {status} to the WebSocket upgrade; "
+            "check --base-url"
+        ) from None
+    except TimeoutError:
+        raise _unreachable_error(origin, "timed out") from None
+    except (OSError, websockets.exceptions.InvalidHandshake) as e:
+        raise _unreachable_error(origin, str(e) or type(e).__name__) from None
+
+
+async def _speak_piece(
+    ws: Any, piece: str, params: VoiceParams, request: SayRequest, on_audio: Any
+) -> bytes:
+    """Send one request and collect its audio up to the server's ``complete``."""
+    await ws.send(json.dumps(build_one_shot(piece, params)))
+    aligner = PcmAligner()
+    audio = bytearray()
+    while True:
+        try:
+            raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_S)
+        except TimeoutError:
+            raise CliError(
+                f"the Waves server sent nothing for {RECEIVE_TIMEOUT_S:.0f} s; "
+                "try again, or check the service status"
+            ) from None
+        try:
+            event = rs.parse_message(raw)
+        except rs.ResponseError as e:
+            raise CliError(f"the Waves server sent a malformed message ({e}); try again") from None
+        if isinstance(event, rs.AudioChunk):
+            audio += aligner.feed(event.audio)
+            on_audio(len(audio))
+        elif isinstance(event, rs.SegmentComplete):
+            return bytes(audio)
+        elif isinstance(event, rs.ServerError):
+            raise _server_error(event, request)
+
+
+async def synthesize(
+    endpoint: Endpoint, request: SayRequest, progress: Progress | None = None
+) -> bytes:
+    """Speak ``request.text`` over the live socket and return PCM16 mono.
+
+    Long text goes out as one request per sentence, one after the other on
+    the same socket; a socket the server closes after a reply is reopened.
+
+    Raises:
+        CliError: The server is unreachable, refuses the key, the voice, or
+            the request, or stops answering.
+    """
+    from websockets.exceptions import ConnectionClosed
+
+    params = VoiceParams(
+        voice_id=request.voice,
+        model=request.model,
+        language=request.language,
+        sample_rate=request.sample_rate,
+        speed=request.speed,
+    )
+    pcm = bytearray()
+
+    def on_audio(piece_bytes: int) -> None:
+        if progress is not None:
+            progress.update(duration_s(len(pcm) + piece_bytes, request.sample_rate))
+
+    ws = await _connect(endpoint)
+    try:
+        for piece in split_text(request.text):
+            try:
+                pcm += await _speak_piece(ws, piece, params, request, on_audio)
+            except ConnectionClosed:
+                # Some servers close the socket after each reply: one reopen.
+                await ws.close()
+                ws = await _connect(endpoint)
+                try:
+                    pcm += await _speak_piece(ws, piece, params, request, on_audio)
+                except ConnectionClosed as e:
+                    raise CliError(
+                        f"the Waves server closed the connection ({e.rcvd or 'no reason'}); "
+                        "try again"
+                    ) from None
+    finally:
+        await ws.close()
+    return bytes(pcm)
+
+
+def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
+    """Write PCM16 mono as a WAV file.
+
+    Raises:
+        CliError: The file cannot be written.
+    """
+    try:
+        with wave.open(str(path), "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(c.BYTES_PER_SAMPLE)
+            wav.setframerate(sample_rate)
+            wav.writeframes(pcm[: len(pcm) - len(pcm) % 2])
+    except OSError as e:
+        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+async def run_say(
+    request: SayRequest,
+    *,
+    api_key: str | None,
+    base_url: str | None,
+    backend: str = "piper",
+    progress: Progress | None = None,
+) -> str:
+    """Validate, synthesize and write the WAV; return the one-line summary.
+
+    Raises:
+        CliError: Anything went wrong; the message names the fix.
+    """
+    validate_say(request)
+    async with open_endpoint(api_key, base_url, backend) as endpoint:
+        try:
+            pcm = await synthesize(endpoint, request, progress)
+        finally:
+            if progress is not None:
+                progress.clear()
+        where = endpoint.describe()
+    if not pcm:
+        raise CliError("the Waves server returned no audio for this text; try other text")
+    write_wav(request.output, pcm, request.sample_rate)
+    seconds = duration_s(len(pcm), request.sample_rate)
+    note = " (no WAVES_API_KEY set: offline voice)" if endpoint.local else ""
+    return (
+        f"wrote {request.output}: {seconds:.1f} s of {request.sample_rate} Hz audio, "
+        f"voice {request.voice}, from {where}{note}"
+    )
+
+
+# ----------------------------------------------------------------- voices
+
+
+@dataclass(frozen=True)
+class VoiceInfo:
+    """One voice of the catalogue, flattened for display."""
+
+    voice_id: str
+    name: str
+    languages: str
+    gender: str
+    accent: str
+
+
+def parse_voices(body: Any) -> list[VoiceInfo]:
+    """Read a ``get_voices`` response, tolerating missing tags.
+
+    Raises:
+        CliError: The body is not the documented shape.
+    """
+    entries = body.get("voices") if isinstance(body, dict) else body
+    if not isinstance(entries, list):
+        raise CliError("the Waves server sent an unexpected voice list; try again later")
+    voices = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("voiceId"), str):
+            continue
+        tags = entry.get("tags") if isinstance(entry.get("tags"), dict) else {}
+        language = tags.get("language", [])
+        languages = ", ".join(language) if isinstance(language, list) else str(language)
+        voices.append(
+            VoiceInfo(
+                voice_id=entry["voiceId"],
+                name=str(entry.get("displayName") or entry["voiceId"]),
+                languages=languages or "-",
+                gender=str(tags.get("gender") or "-"),
+                accent=str(tags.get("accent") or "-"),
+            )
+        )
+    return voices
+
+
+async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
+    """``GET /waves/v1/lightning-v3.1/get_voices``.
+
+    Raises:
+        CliError: The server is unreachable or refuses the key.
+    """
+    import aiohttp
+
+    url = endpoint.http_base + c.VOICES_PATH
+    timeout = aiohttp.ClientTimeout(total=RECEIVE_TIMEOUT_S, connect=OPEN_TIMEOUT_S)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=timeout) as http,
+            http.get(url, headers=endpoint.auth_headers()) as response,
+        ):
+            if response.status in (401, 403):
+                raise _bad_key_error(response.status)
+            if response.status != 200:
+                raise CliError(
+                    f"the Waves server at {endpoint.http_base} answered HTTP {response.status} "
+                    "to the voice list; check --base-url"
+                )
+            body = await response.json(content_type=None)
+    except TimeoutError:
+        raise _unreachable_error(endpoint.http_base, "timed out") from None
+    except aiohttp.ClientConnectionError as e:
+        raise _unreachable_error(endpoint.http_base, str(e) or type(e).__name__) from None
+    except (aiohttp.ContentTypeError, json.JSONDecodeError):
+        raise CliError("the Waves server sent a voice list that is not JSON; check --base-url")
+    return parse_voices(body)
+
+
+def format_voices(voices: list[VoiceInfo]) -> str:
+    """A table a person can scan: id, name, language, gender, accent."""
+    header = ("id", "name", "language", "gender", "accent")
+    rows = [header] + [(v.voice_id, v.name, v.languages, v.gender, v.accent) for v in voices]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+async def run_voices(*, api_key: str | None, base_url: str | None) -> str:
+    """List the voices as a table, with a closing hint on how to use one.
+
+    Raises:
+        CliError: The voice list cannot be fetched.
+    """
+    # The voice list needs no speech, so the embedded server uses the tone backend.
+    async with open_endpoint(api_key, base_url, backend="tone") as endpoint:
+        voices = await fetch_voices(endpoint)
+        where = endpoint.describe()
+    if not voices:
+        raise CliError(f"{where} lists no voices; check the account in the Smallest.ai console")
+    note = " (no WAVES_API_KEY set: local catalogue)" if endpoint.local else ""
+    return (
+        f"{format_voices(voices)}\n\n{len(voices)} voices from {where}{note}. "
+        f"Use one with: pipecat-waves say \"Hello\" --voice {voices[0].voice_id}"
+    )
