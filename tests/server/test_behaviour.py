@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import aiohttp
 import pytest
@@ -310,3 +311,50 @@ async def test_buffer_switches_apply_between_turns_on_one_connection(server, con
     await client.send(fragment(" Yo."))
     await client.recv_until(is_complete)
     assert [s.text for s in server.segments] == ["Hi. Yo."]
+
+
+# ------------------------------------------------- strict-reading switches
+
+
+async def test_max_active_contexts_refuses_a_new_context_with_an_error_frame(make_server, connect):
+    server = await make_server(max_active_contexts=1)
+    first = await connect(server)
+    second = await connect(server)
+    await first.send(fragment("Holding the slot. ", context="a"))
+    await second.send(fragment("Wants a slot. ", context="b", request_id="b"))
+    refusal = await second.recv()
+    assert refusal["status"] == "error"
+    assert refusal["error"]["code"] == "CONCURRENCY_LIMIT"
+    assert refusal["external_request_id"] == "b"
+    # Closing the first context frees the slot for the second.
+    await first.send(fragment("", context="a", more=False))
+    await first.completes(1)
+    await second.send(fragment("Wants a slot. ", context="b", more=False))
+    frames = await second.completes(1)
+    assert of_status(frames, "chunk")
+    assert [s.context_id for s in server.segments] == ["a", "b"]
+
+
+async def test_auth_failure_after_upgrade_sends_error_then_closes(make_server, http):
+    server = await make_server(auth_failure="close_after_upgrade")
+    url = server.ws_base_url + LIVE_PATH
+    ws = await http.ws_connect(url, headers={"Authorization": "Bearer wrong"})
+    first = await ws.receive(timeout=5)
+    assert first.type == aiohttp.WSMsgType.TEXT
+    assert "unauthorized" in json.loads(first.data)["message"].lower()
+    closing = await ws.receive(timeout=5)
+    assert closing.type == aiohttp.WSMsgType.CLOSE
+    assert closing.data == 1008
+    assert server.connections == []
+
+
+async def test_ping_unsupported_answers_with_a_validation_error(make_server, connect):
+    server = await make_server(ping_supported=False)
+    client = await connect(server)
+    await client.send({"type": "ping"})
+    answer = await client.recv()
+    assert answer["status"] == "error"
+    assert answer["error"]["code"] == "MISSING_FIELD"
+    # The connection keeps working.
+    await client.send(request("Hi there."))
+    assert of_status(await client.completes(1), "chunk")
