@@ -6,8 +6,27 @@ reconnect and no stale audio. ``pipecat_waves.server`` is a local
 Waves-compatible server for offline development and tests.
 """
 
-from pipecat_waves.language import language_to_waves_language
-from pipecat_waves.tts import WavesTTSService, WavesTTSSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["WavesTTSService", "WavesTTSSettings", "language_to_waves_language"]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from pipecat_waves.language import language_to_waves_language
+    from pipecat_waves.tts import WavesTTSService, WavesTTSSettings
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so the protocol core, the local server and the
+    # command line do not pull in Pipecat (and its start-up banner) unless needed.
+    if name in ("WavesTTSService", "WavesTTSSettings"):
+        from pipecat_waves import tts
+
+        return getattr(tts, name)
+    if name == "language_to_waves_language":
+        from pipecat_waves.language import language_to_waves_language
+
+        return language_to_waves_language
+    raise AttributeError(f"module 'pipecat_waves' has no attribute {name!r}")

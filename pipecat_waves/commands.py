@@ -311,8 +311,12 @@ async def _connect(endpoint: Endpoint) -> Any:
 
     try:
         url = live_url(endpoint.ws_base, None)
-    except ValueError as e:
-        raise CliError(str(e)) from None
+    except ValueError:
+        host = urlsplit(endpoint.ws_base).hostname
+        raise CliError(
+            f"refusing to send the API key unencrypted to {host}; use a wss:// --base-url "
+            "(plain ws:// is only for a server on this machine, 127.0.0.1)"
+        ) from None
     origin = endpoint.ws_base
     try:
         return await connect(
@@ -493,9 +497,10 @@ def parse_voices(body: Any) -> list[VoiceInfo]:
     for entry in entries:
         if not isinstance(entry, dict) or not isinstance(entry.get("voiceId"), str):
             continue
-        tags = entry.get("tags") if isinstance(entry.get("tags"), dict) else {}
+        raw_tags = entry.get("tags")
+        tags: dict[str, Any] = raw_tags if isinstance(raw_tags, dict) else {}
         language = tags.get("language", [])
-        languages = ", ".join(language) if isinstance(language, list) else str(language)
+        languages = ", ".join(map(str, language)) if isinstance(language, list) else str(language)
         voices.append(
             VoiceInfo(
                 voice_id=entry["voiceId"],
@@ -536,7 +541,9 @@ async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
     except aiohttp.ClientConnectionError as e:
         raise _unreachable_error(endpoint.http_base, str(e) or type(e).__name__) from None
     except (aiohttp.ContentTypeError, json.JSONDecodeError):
-        raise CliError("the Waves server sent a voice list that is not JSON; check --base-url")
+        raise CliError(
+            "the Waves server sent a voice list that is not JSON; check --base-url"
+        ) from None
     return parse_voices(body)
 
 
@@ -564,5 +571,5 @@ async def run_voices(*, api_key: str | None, base_url: str | None) -> str:
     note = " (no WAVES_API_KEY set: local catalogue)" if endpoint.local else ""
     return (
         f"{format_voices(voices)}\n\n{len(voices)} voices from {where}{note}. "
-        f"Use one with: pipecat-waves say \"Hello\" --voice {voices[0].voice_id}"
+        f'Use one with: pipecat-waves say "Hello" --voice {voices[0].voice_id}'
     )

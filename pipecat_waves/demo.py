@@ -39,9 +39,9 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.pipeline.pipeline import Pipeline
-from pipecat.pipeline.runner import PipelineRunner
-from pipecat.pipeline.task import PipelineParams, PipelineTask
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
 
 from pipecat_waves.commands import CliError, api_key_from, open_endpoint, quiet_logs
 from pipecat_waves.tts import WavesTTSService
@@ -52,6 +52,8 @@ SAMPLE_RATE = 24000
 TURN_GAP_S = 0.5
 #: How far into the interrupted reply's audio the user starts talking.
 INTERRUPT_AFTER_S = 1.2
+#: ``turn_end_guard_s`` against the embedded server (see :func:`run_demo`).
+LOCAL_TURN_END_GUARD_S = 1.0
 #: Longest wait for a reply to finish playing before the demo gives up.
 TURN_TIMEOUT_S = 30.0
 
@@ -70,8 +72,7 @@ class ScriptedTurn:
 SCRIPT: tuple[ScriptedTurn, ...] = (
     ScriptedTurn(
         user="Hi, can I book a table for tonight?",
-        bot="Of course. I have tables free at seven and at half past eight. "
-        "Which would you like?",
+        bot="Of course. I have tables free at seven and at half past eight. Which would you like?",
     ),
     ScriptedTurn(
         user="Seven, please, for four people.",
@@ -79,9 +80,10 @@ SCRIPT: tuple[ScriptedTurn, ...] = (
     ),
     ScriptedTurn(
         user="Rivera. And what's on the menu?",
-        bot="Thank you. Tonight the kitchen is serving fresh pasta with wild mushrooms, "
-        "a grilled sea bass with lemon and herbs, a slow cooked lamb shoulder, "
-        "and for dessert there is a dark chocolate tart with cream.",
+        bot="Thank you. Tonight we have fresh pasta with wild mushrooms. "
+        "There is a grilled sea bass with lemon and herbs. "
+        "There is also a slow cooked lamb shoulder. "
+        "And for dessert, a dark chocolate tart with cream.",
         interrupt_after_s=INTERRUPT_AFTER_S,
     ),
     ScriptedTurn(
@@ -401,22 +403,27 @@ async def run_demo(
             base_url=endpoint.ws_base,
             sample_rate=SAMPLE_RATE,
             settings=WavesTTSService.Settings(voice=voice),
+            # The offline voice renders a whole sentence before its first
+            # audio, which on a small machine can take longer than the API's
+            # usual start; give a reply's later sentences time to begin.
+            turn_end_guard_s=LOCAL_TURN_END_GUARD_S if endpoint.local else 0.25,
         )
         pipeline = Pipeline([ScriptedLLM(conversation), tts, Speaker(conversation)])
-        task = PipelineTask(
+        worker = PipelineWorker(
             pipeline,
             params=PipelineParams(audio_out_sample_rate=SAMPLE_RATE),
             enable_rtvi=False,
         )
-        runner = PipelineRunner(handle_sigint=False)
-        run = asyncio.create_task(runner.run(task))
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        run = asyncio.create_task(runner.run())
         finished = asyncio.create_task(conversation.done.wait())
         await asyncio.wait({run, finished}, return_when=asyncio.FIRST_COMPLETED)
         if not run.done():
             if conversation.failure is None:
-                await task.queue_frame(EndFrame())
+                await worker.queue_frame(EndFrame())
             else:
-                await task.cancel()
+                await worker.cancel()
         await run
         finished.cancel()
         where = endpoint.describe()
@@ -445,7 +452,9 @@ def format_table(turns: Sequence[TurnResult]) -> str:
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows)
+    return "\n".join(
+        "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -458,7 +467,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--api-key", help="Waves API key (default: $WAVES_API_KEY or $SMALLEST_API_KEY)"
     )
     parser.add_argument("--base-url", help=argparse.SUPPRESS)
-    parser.add_argument("--backend", choices=("piper", "tone"), default="piper", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backend", choices=("piper", "tone"), default="piper", help=argparse.SUPPRESS
+    )
     parser.add_argument("--verbose", action="store_true", help="show library logs")
 
 
@@ -488,15 +499,19 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_table(report.turns))
     print()
-    stale = sum(t.stale_bytes for t in report.turns)
-    interrupted = [t for t in report.turns if t.interrupted]
-    for t in interrupted:
-        print(
-            f"Turn {t.number} was cut {t.audio_s:.2f} s in; "
-            f"{1000 * stale / (2 * SAMPLE_RATE):.0f} ms of its audio arrived after the "
-            "interruption (dropped), and the next turn answered straight away."
-        )
-    print(f"TTFB: first LLM text to first audio. Wrote {report.wav_seconds:.1f} s to {output}.")
+    for t in report.turns:
+        if t.interrupted:
+            stale_ms = 1000 * t.stale_bytes / (2 * SAMPLE_RATE)
+            print(
+                f"Turn {t.number}: the user talked over the bot {t.audio_s:.2f} s in; "
+                f"{stale_ms:.0f} ms of the cut reply arrived afterwards (none should), "
+                "and the next turn answered straight away."
+            )
+    print(
+        "TTFB: from the reply's first LLM token to its first audio "
+        "(includes waiting for the first sentence to end)."
+    )
+    print(f"Wrote {report.wav_seconds:.1f} s of audio to {output}.")
     return 0
 
 

@@ -244,6 +244,10 @@ class _Context:
     wire_unit_start: int = 0
     wire_segments: int = 0
     wire_completed: int = 0
+    wire_timed_words: int = 0
+    # Whole sentences sent with no server-side buffering: the server releases
+    # each as its own segment, so segments and units correspond one to one.
+    exact_units: bool = True
     outbox: list[dict] = field(default_factory=list)  # built, waiting for a lane
     sent_any: bool = False
     close_requested: bool = False
@@ -426,6 +430,8 @@ class WavesSession:
         ) and ctx.outbox + ctx.units:
             self._start_new_wire_context(ctx, close_current=True)
         ctx.params = params
+        if not seal or max_buffer_delay_ms != 0:
+            ctx.exact_units = False
         for piece in _split_long(text):
             self._add_to_units(ctx, piece, seal)
             ctx.outbox.append(self._fragment(ctx, piece, more=True))
@@ -556,6 +562,8 @@ class WavesSession:
                 out.append(AudioOut(ctx.id, pcm))
         elif isinstance(event, rs.WordTimestamp):
             segment.words.append((event.word, event.start, event.end))
+            if segment.wire_id == ctx.wire_id:
+                ctx.wire_timed_words += 1
             out.append(WordOut(ctx.id, event.word, ctx.audio_offset_s + event.start))
         elif isinstance(event, rs.SegmentComplete):
             self._complete_segment(segment)
@@ -623,6 +631,7 @@ class WavesSession:
         ctx.wire_unit_start = len(ctx.units)
         ctx.wire_segments = 0
         ctx.wire_completed = 0
+        ctx.wire_timed_words = 0
         for unit in ctx.units:
             unit.sealed = True
 
@@ -639,6 +648,7 @@ class WavesSession:
         ctx.wire_unit_start = len(ctx.units) - len([u for u in remaining if u.text])
         ctx.wire_segments = 0
         ctx.wire_completed = 0
+        ctx.wire_timed_words = 0
         ctx.outbox = [
             self._fragment(ctx, u.text, more=True) for u in ctx.units[ctx.wire_unit_start :]
         ]
@@ -832,19 +842,23 @@ class WavesSession:
             return [ContextFailed(ctx.id, ctx.error)]
         if not ctx.close_requested or ctx.close_sent_at is None:
             return []
-        sent_units = len(ctx.units) - ctx.wire_unit_start
-        quiet_since = max(ctx.last_frame_at or 0.0, ctx.close_sent_at)
-        quiet = now - quiet_since
-        done = False
-        if ctx.last_frame_was_complete and ctx.wire_completed >= sent_units:
+        units = ctx.units[ctx.wire_unit_start :]
+        words = sum(len(u.text.split()) for u in units)
+        quiet = now - max(ctx.last_frame_at or 0.0, ctx.close_sent_at)
+        complete = ctx.last_frame_was_complete
+        if complete and ctx.wire_completed >= len(units):
             done = True  # every unit's segment has completed: exact, no waiting
-        elif ctx.last_frame_was_complete and ctx.wire_segments >= sent_units:
-            done = quiet >= self.config.complete_guard_s  # the server split a unit
-        elif ctx.last_frame_was_complete:
-            # Fewer segments than units: the server merged some. Wait a little
-            # longer, since a segment may still be on its way.
-            done = quiet >= 2 * self.config.complete_guard_s
+        elif complete and 0 < words <= ctx.wire_timed_words:
+            done = True  # word timestamps account for every word sent
+        elif ctx.exact_units and ctx.wire_segments < len(units):
+            # A sentence released on its own has not started yet (a long one
+            # can take a while); only a server that lost it keeps us waiting.
+            done = quiet >= self.config.no_audio_timeout_s
+        elif complete and ctx.wire_segments >= len(units):
+            done = quiet >= self.config.complete_guard_s  # completes merged or a unit split
         elif ctx.last_frame_at is not None:
+            # Completes delayed or missing, or (tokens) sentences merged by the
+            # server in ways the counts cannot tell: wait out a longer silence.
             done = quiet >= self.config.silence_guard_s
         else:
             done = quiet >= self.config.no_audio_timeout_s

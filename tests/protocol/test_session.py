@@ -117,16 +117,43 @@ def test_open_context_never_finishes_on_its_own():
     assert not of_type(s.poll(60.0), sn.ContextFinished)
 
 
-def test_merged_segments_end_after_the_guard():
-    s = make_session(complete_guard_s=0.25)
+def test_sentences_merged_by_server_buffering_end_after_the_silence_guard():
+    s = make_session(silence_guard_s=1.5)
     opened(s)
-    s.send_text("c", "One. ", PARAMS, 0.0)
-    s.send_text("c", "Two.", PARAMS, 0.0)
+    s.send_text("c", "One. ", PARAMS, 0.0, max_buffer_delay_ms=3000)
+    s.send_text("c", "Two.", PARAMS, 0.0, max_buffer_delay_ms=3000)
     s.close_context("c", 0.0)
     s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
     s.receive(1, complete("t1", "c"), 0.2)  # one segment for two sentences
-    assert not of_type(s.poll(0.5), sn.ContextFinished)
-    assert of_type(s.poll(0.71), sn.ContextFinished)
+    assert not of_type(s.poll(1.6), sn.ContextFinished)
+    assert of_type(s.poll(1.71), sn.ContextFinished)
+
+
+def test_a_slow_sentence_is_waited_for_when_each_sentence_is_its_own_segment():
+    s = make_session(silence_guard_s=1.5, no_audio_timeout_s=8.0)
+    opened(s)
+    s.send_text("c", "Thank you. ", PARAMS, 0.0, max_buffer_delay_ms=0)
+    s.send_text("c", "A very long second sentence.", PARAMS, 0.0, max_buffer_delay_ms=0)
+    s.close_context("c", 0.0)
+    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
+    s.receive(1, complete("t1", "c"), 0.2)
+    assert not of_type(s.poll(3.5), sn.ContextFinished), "its audio is still to come"
+    s.receive(1, chunk("t2", b"\x00\x00", "c"), 3.6)
+    out = s.receive(1, complete("t2", "c"), 3.7)
+    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
+
+
+def test_word_timestamps_covering_every_word_end_the_reply_at_once():
+    s = make_session()
+    opened(s)
+    s.send_text("c", "Hi there. ", PARAMS, 0.0, max_buffer_delay_ms=3000)
+    s.send_text("c", "Bye.", PARAMS, 0.0, max_buffer_delay_ms=3000)
+    s.close_context("c", 0.0)
+    s.receive(1, chunk("t1", b"\x00\x00" * 100, "c"), 0.1)
+    for word in ("Hi", "there.", "Bye."):
+        s.receive(1, rs.WordTimestamp(env("t1", "c"), word, 0.0, 0.001), 0.1)
+    out = s.receive(1, complete("t1", "c"), 0.2)  # one merged segment, all words timed
+    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
 
 
 def test_missing_complete_ends_after_the_silence_guard():

@@ -1,0 +1,98 @@
+"""Change voice at run time with ``TTSUpdateSettingsFrame``, on the same socket.
+
+    python examples/03_switch_voice.py        # writes switch_voice.wav
+
+Each line is spoken by the next voice. The change takes effect with the next
+text; ``WavesTTSService`` needs no reconnect for it (the voice travels with
+every request). Without ``WAVES_API_KEY`` the example uses the local server,
+whose single offline voice speaks every voice id alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import wave
+from pathlib import Path
+
+from pipecat.frames.frames import (
+    EndFrame,
+    Frame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+    TTSUpdateSettingsFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.workers.runner import WorkerRunner
+
+from pipecat_waves import WavesTTSService
+from pipecat_waves.server import LocalWavesServer
+
+SAMPLE_RATE = 24000
+LINES = [
+    ("avery", "Hi, I am Avery."),
+    ("liam", "And I am Liam, taking over mid-conversation."),
+    ("meher", "Finally, Meher here. Same socket, three voices."),
+]
+
+
+class AudioRecorder(FrameProcessor):
+    """Keeps the bot's audio, where a real app would have an output transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.audio = bytearray()
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, TTSAudioRawFrame):
+            self.audio += frame.audio
+        await self.push_frame(frame, direction)
+
+
+async def switch_voices(
+    output: Path, *, api_key: str, base_url: str = "wss://api.smallest.ai"
+) -> float:
+    """Speak :data:`LINES`, each in its voice, into ``output``; return seconds."""
+    tts = WavesTTSService(api_key=api_key, base_url=base_url, sample_rate=SAMPLE_RATE)
+    recorder = AudioRecorder()
+    worker = PipelineWorker(
+        Pipeline([tts, recorder]), params=PipelineParams(audio_out_sample_rate=SAMPLE_RATE)
+    )
+    frames: list[Frame] = []
+    for voice, line in LINES:
+        # Settings frames travel in order with the text, so each line gets its voice.
+        frames.append(TTSUpdateSettingsFrame(delta=WavesTTSService.Settings(voice=voice)))
+        frames.append(TTSSpeakFrame(line))
+    frames.append(EndFrame())
+    await worker.queue_frames(frames)
+    runner = WorkerRunner(handle_sigint=False)
+    await runner.add_workers(worker)
+    await runner.run()
+
+    with wave.open(str(output), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(SAMPLE_RATE)
+        wav.writeframes(bytes(recorder.audio))
+    return len(recorder.audio) / (2 * SAMPLE_RATE)
+
+
+async def main() -> None:
+    """Switch voices through the Waves API, or through the local server without a key."""
+    output = Path(sys.argv[1] if len(sys.argv) > 1 else "switch_voice.wav")
+    api_key = os.environ.get("WAVES_API_KEY")
+    if api_key:
+        seconds = await switch_voices(output, api_key=api_key)
+    else:
+        print("No WAVES_API_KEY: using the local server's offline voice.")
+        async with LocalWavesServer(api_key="local-key") as server:
+            seconds = await switch_voices(output, api_key="local-key", base_url=server.ws_base_url)
+    print(f"Wrote {seconds:.1f} s of speech to {output}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
