@@ -52,8 +52,6 @@ SAMPLE_RATE = 24000
 TURN_GAP_S = 0.5
 #: How far into the interrupted reply's audio the user starts talking.
 INTERRUPT_AFTER_S = 1.2
-#: ``turn_end_guard_s`` against the embedded server (see :func:`run_demo`).
-LOCAL_TURN_END_GUARD_S = 1.0
 #: Longest wait for a reply to finish playing before the demo gives up.
 TURN_TIMEOUT_S = 30.0
 
@@ -403,10 +401,6 @@ async def run_demo(
             base_url=endpoint.ws_base,
             sample_rate=SAMPLE_RATE,
             settings=WavesTTSService.Settings(voice=voice),
-            # The offline voice renders a whole sentence before its first
-            # audio, which on a small machine can take longer than the API's
-            # usual start; give a reply's later sentences time to begin.
-            turn_end_guard_s=LOCAL_TURN_END_GUARD_S if endpoint.local else 0.25,
         )
         pipeline = Pipeline([ScriptedLLM(conversation), tts, Speaker(conversation)])
         worker = PipelineWorker(
