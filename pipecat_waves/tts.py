@@ -577,6 +577,7 @@ class WavesTTSService(TTSService):
         message = f"Waves could not synthesize this reply: {error.message}"
         if error.code:
             message += f" ({error.code})"
+        message += _fix_for(error)
         frame = ErrorFrame(error=message, category=_category(error))
         self._session.forget(output.context_id)
         self._failed_contexts.add(output.context_id)
@@ -611,6 +612,21 @@ def _category(error: rs.ServerError) -> ErrorCategory:
     if "voice" in error.message.lower():
         return ErrorCategory.INVALID_REQUEST
     return ErrorCategory.SERVER
+
+
+def _fix_for(error: rs.ServerError) -> str:
+    """A sentence telling the user what to change, where the error says enough."""
+    text = f"{error.code or ''} {error.message}".lower()
+    if "voice" in text:
+        return (
+            ". Pick a voice id from `pipecat-waves voices` (GET "
+            "/waves/v1/lightning-v3.1/get_voices) and set it with Settings(voice=...)."
+        )
+    if "language" in text:
+        return ". Set a language Waves supports with Settings(language=...)."
+    if "content_filter" in text:
+        return ". The text was blocked by the content filter; see Settings(content_filter=...)."
+    return ""
 
 
 def _sample_rate_message(rate: int) -> str:

@@ -239,3 +239,14 @@ async def test_server_without_ping_support_gets_no_more_pings_and_no_errors():
     assert len(pings) == 1, "one refused ping, then no more"
     assert errors(up) == []
     assert heard(down, "Still here.") == ["Still", "here."]
+
+
+async def test_unknown_voice_names_the_voice_and_the_fix():
+    async with server_with() as server:
+        service = make_service(server, settings=WavesTTSService.Settings(voice="nobody"))
+        _, up = await run(service, llm_turn("Hello there."))
+    errs = errors(up)
+    assert len(errs) == 1, errs
+    assert "nobody" in errs[0].error
+    assert "pipecat-waves voices" in errs[0].error
+    assert errs[0].category is ErrorCategory.INVALID_REQUEST
