@@ -54,6 +54,9 @@ from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend
 
 API_KEY = "sk-bench-0123456789"
 
+#: This file, run again as the child-process server (see ``serve``).
+_SCRIPT = str(Path(__file__).resolve())
+
 OURS = "pipecat-waves WavesTTSService"
 THEIRS = "pipecat SmallestTTSService"
 
@@ -82,10 +85,7 @@ CPU_REPLIES = (
 )
 
 #: What every concurrent session speaks (several sentences, about 5 s of audio).
-LOAD_REPLY = (
-    "Thanks for calling today. Our kitchen opens at five. "
-    "We close at eleven. Parking is free out back."
-)
+LOAD_REPLY = "Thanks for calling today. Our kitchen opens at five. We close at eleven."
 LOAD_REPLY_QUICK = "Thanks for calling today. Our kitchen opens at five."
 
 
@@ -102,6 +102,8 @@ class BenchConfig:
         cpu_replies: How many of ``CPU_REPLIES`` one CPU run speaks.
         load_steps: Session counts tried for the concurrency measurement.
         load_reply: Text every concurrent session speaks.
+        load_trials: Trials per N and service (all must keep up).
+        load_stagger_s: The sessions' replies start spread over this window.
         load_budget_s: Stop stepping up sessions once this much time went by.
         keep_up_slack_s: How far behind real time a session may fall.
         latency_server: Server switches for scenarios 1 to 5.
@@ -111,14 +113,17 @@ class BenchConfig:
         warmup_s: Wait after a pipeline starts, so both services have their
             socket open before the first word (ours opens it in the
             background, the other one while starting).
+        idle_s: How long the CPU run first measures an idle session.
     """
 
     sample_rate: int = 24000
     runs: int = 5
     cpu_replies: int = 4
-    load_steps: tuple[int, ...] = (1, 5, 10, 20, 40, 80)
+    load_steps: tuple[int, ...] = (1, 80, 160, 240)
+    load_trials: int = 2
     load_reply: str = LOAD_REPLY
-    load_budget_s: float = 80.0
+    load_stagger_s: float = 1.0
+    load_budget_s: float = 110.0
     keep_up_slack_s: float = 0.2
     latency_server: dict[str, float] = field(
         default_factory=lambda: {
@@ -143,6 +148,7 @@ class BenchConfig:
     )
     server_in_process: bool = False
     warmup_s: float = 0.4
+    idle_s: float = 1.5
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -150,9 +156,10 @@ class BenchConfig:
         return cls(
             runs=2,
             cpu_replies=2,
-            load_steps=(1, 10, 40),
+            load_steps=(1, 40),
+            load_trials=1,
             load_reply=LOAD_REPLY_QUICK,
-            load_budget_s=25.0,
+            load_budget_s=20.0,
         )
 
     @classmethod
@@ -163,13 +170,20 @@ class BenchConfig:
             runs=1,
             cpu_replies=1,
             load_steps=(1, 2),
-            load_reply=LOAD_REPLY_QUICK,
+            load_trials=1,
+            load_reply="Thanks for calling today.",
+            load_stagger_s=0.1,
             load_budget_s=15.0,
             latency_server=fast,
-            load_server={"handshake_delay_ms": 50, "ttfb_ms": 0, "chunk_ms": 150,
-                         "chunk_interval_ms": 150},
+            load_server={
+                "handshake_delay_ms": 50,
+                "ttfb_ms": 0,
+                "chunk_ms": 150,
+                "chunk_interval_ms": 150,
+            },
             server_in_process=True,
             warmup_s=0.3,
+            idle_s=0.2,
         )
 
 
@@ -207,7 +221,7 @@ async def serve(switches: dict[str, float], *, in_process: bool) -> AsyncIterato
     with tempfile.TemporaryFile() as stderr:
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
-            str(Path(__file__).resolve()),
+            _SCRIPT,
             "--serve",
             json.dumps(switches),
             stdin=asyncio.subprocess.PIPE,
@@ -380,7 +394,11 @@ def llm_reply(text: str) -> list[Frame]:
     """Frames an LLM produces for ``text``: start, one frame per word, end."""
     words = text.split(" ")
     tokens = [w + " " for w in words[:-1]] + [words[-1]]
-    return [LLMFullResponseStartFrame(), *(LLMTextFrame(t) for t in tokens), LLMFullResponseEndFrame()]
+    return [
+        LLMFullResponseStartFrame(),
+        *(LLMTextFrame(t) for t in tokens),
+        LLMFullResponseEndFrame(),
+    ]
 
 
 # ------------------------------------------------------------ audio truth
@@ -401,6 +419,11 @@ def expected_reply_audio_s(text: str, sample_rate: int) -> float:
     sentences = [s.strip() + "." for s in text.split(".") if s.strip()]
     total = sum(len(expected_audio(s, sample_rate)) for s in sentences)
     return total / (2 * sample_rate)
+
+
+def expected_reply_bytes(text: str, sample_rate: int) -> int:
+    """Bytes of audio for a multi-sentence reply spoken one segment per sentence."""
+    return round(expected_reply_audio_s(text, sample_rate) * 2 * sample_rate)
 
 
 def frame_at(frames: Sequence[Stamped], offset: int) -> int:
@@ -440,6 +463,9 @@ class BargeInRun:
             first audio frame out.
         heard_before_ms: Audio of the interrupted reply pushed before the
             interruption (shows the barge-in landed mid-reply).
+        pushed_while_held_ms: Audio pushed after the ``InterruptionFrame``
+            entered the service but before it left (a listener hears it,
+            since the output has not been told to stop yet).
     """
 
     interruption_in_service_ms: float
@@ -447,6 +473,7 @@ class BargeInRun:
     stale_by_label_ms: float
     barge_in_to_next_audio_ms: float
     heard_before_ms: float
+    pushed_while_held_ms: float
 
 
 async def barge_in_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> BargeInRun:
@@ -462,10 +489,16 @@ async def barge_in_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> B
         # being streamed by the server.
         if not await session.out.wait_until(lambda: session.out.audio_bytes >= 2 * rate, 10):
             raise BenchError("the long reply produced no audio within 10 s")
+        sent_at_bytes = session.out.audio_bytes
         await session.send([InterruptionFrame(), *llm_reply(NEXT_REPLY)])
 
         def next_reply_arrived() -> bool:
-            return _after_interruption_audio(session.out.frames).find(nxt) >= 0
+            # The byte count first: searching the audio on every frame would
+            # load the event loop that is being measured.
+            return (
+                session.out.audio_bytes - sent_at_bytes >= len(nxt)
+                and _after_interruption_audio(session.out.frames).find(nxt) >= 0
+            )
 
         if not await session.out.wait_until(next_reply_arrived, 10):
             raise BenchError("the next reply's audio did not come out intact within 10 s")
@@ -509,8 +542,13 @@ def _analyse_barge_in(session: Session, nxt: bytes, rate: int) -> BargeInRun:
         stale_audio_ms=1000 * seconds(len(stream) - len(nxt), rate),
         stale_by_label_ms=1000 * seconds(stale_labelled, rate),
         barge_in_to_next_audio_ms=1000 * (first_next.t - t_in),
-        heard_before_ms=1000 * seconds(sum(len(s.frame.audio) for s in before), rate),  # type: ignore[attr-defined]
+        heard_before_ms=1000 * seconds(_bytes(before), rate),
+        pushed_while_held_ms=1000 * seconds(_bytes([s for s in before if s.t >= t_in]), rate),
     )
+
+
+def _bytes(frames: Sequence[Stamped]) -> int:
+    return sum(len(s.frame.audio) for s in frames)  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -536,8 +574,13 @@ async def back_to_back_run(factory: ServiceFactory, url: str, cfg: BenchConfig) 
         await asyncio.sleep(cfg.warmup_s)
         await session.send([*llm_reply(REPLY_A), *llm_reply(REPLY_B)])
 
+        enough = len(b_audio) + int(0.9 * expected_reply_bytes(REPLY_A, rate))
+
         def b_arrived() -> bool:
-            return _joined(session.out.audio()).find(b_audio) >= 0
+            return (
+                session.out.audio_bytes >= enough
+                and _joined(session.out.audio()).find(b_audio) >= 0
+            )
 
         # Pipecat's service ends a turn only after 3 s without audio.
         if not await session.out.wait_until(b_arrived, 15):
@@ -576,6 +619,8 @@ class CpuRun:
         audio_s: Seconds of audio pushed in that time.
         wall_s: Wall-clock time of the same span.
         cpu_ms_per_audio_s: ``cpu_s / audio_s`` in milliseconds.
+        idle_cpu_ms_per_s: CPU per wall-clock second of the connected but idle
+            session before the replies (the pipeline's own share included).
         server_in_process: The server ran in this process, so its CPU is included.
     """
 
@@ -583,6 +628,7 @@ class CpuRun:
     audio_s: float
     wall_s: float
     cpu_ms_per_audio_s: float
+    idle_cpu_ms_per_s: float
     server_in_process: bool
 
 
@@ -594,14 +640,26 @@ async def cpu_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> CpuRun
     session = Session(factory(url, rate), rate)
     await session.start()
     try:
+        # Everything the check needs is prepared before the clock starts.
+        enough = int(0.9 * sum(expected_reply_bytes(r, rate) for r in replies))
+        frames = [f for r in replies for f in llm_reply(r)]
         await asyncio.sleep(cfg.warmup_s)
+        # An idle, connected service first: what it costs between replies.
+        gc.collect()
+        idle0, idle_wall0 = time.process_time(), time.perf_counter()
+        await asyncio.sleep(cfg.idle_s)
+        idle = (time.process_time() - idle0) / (time.perf_counter() - idle_wall0)
         gc.collect()
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        await session.send([f for r in replies for f in llm_reply(r)])
+        await session.send(frames)
 
         def done() -> bool:
-            # The last sentence of the last reply ends the run.
-            return _joined(session.out.audio()[-60:]).find(last) >= 0
+            # The last sentence of the last reply ends the run. The byte count
+            # comes first, so the check costs next to nothing while measuring.
+            return (
+                session.out.audio_bytes >= enough
+                and _joined(session.out.audio()[-40:]).find(last) >= 0
+            )
 
         timeout = 10 + 4 * len(replies)  # Pipecat's service idles 3 s per turn
         if not await session.out.wait_until(done, timeout):
@@ -615,6 +673,7 @@ async def cpu_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> CpuRun
         audio_s=audio_s,
         wall_s=wall,
         cpu_ms_per_audio_s=1000 * cpu / audio_s,
+        idle_cpu_ms_per_s=1000 * idle,
         server_in_process=cfg.server_in_process,
     )
 
@@ -625,11 +684,15 @@ class LoadStep:
 
     Attributes:
         sessions: N.
-        kept_up: Every session's audio came at least as fast as real time
-            (within the slack) from its first audio to its last.
-        worst_lag_ms: Largest ``(t - t_first_audio) - audio received before t``
-            over every frame of every session.
+        kept_up: Every reply came out in full, and every session's audio came
+            at least as fast as real time (within the slack) from its first
+            audio frame on.
+        worst_lag_ms: Largest ``(t - t_first_audio) - audio pushed before t``
+            over every audio frame of every session.
         incomplete: Sessions whose reply did not come out in full in time.
+        first_audio_median_ms: LLM frames sent to first audio out, median over
+            the sessions (not part of "kept up"; shows start-up under load).
+        first_audio_max_ms: The same, worst session.
         wall_s: Time the step took.
     """
 
@@ -637,6 +700,8 @@ class LoadStep:
     kept_up: bool
     worst_lag_ms: float
     incomplete: int
+    first_audio_median_ms: float
+    first_audio_max_ms: float
     wall_s: float
 
 
@@ -644,43 +709,53 @@ async def load_step(factory: ServiceFactory, url: str, n: int, cfg: BenchConfig)
     """Run ``n`` pipelines in this process, each speaking ``cfg.load_reply``."""
     rate = cfg.sample_rate
     started = time.perf_counter()
-    expected_s = expected_reply_audio_s(cfg.load_reply, rate)
+    expected = expected_reply_bytes(cfg.load_reply, rate)
     # A service may let the server join two sentences into one segment, which
     # drops one leading silence; 5 % covers that without calling a cut reply done.
-    target = int(0.95 * expected_s * 2 * rate)
+    target = int(0.95 * expected)
+    timeout = 1.5 * seconds(expected, rate) + cfg.load_stagger_s + 5
     sessions = [Session(factory(url, rate), rate) for _ in range(n)]
+    sent_at: list[float] = [math.nan] * n
+
+    async def speak(i: int, session: Session) -> bool:
+        # Replies start spread over the stagger window, as real calls would;
+        # the same instant for all would measure a synthetic stampede.
+        await asyncio.sleep(cfg.load_stagger_s * i / n)
+        sent_at[i] = time.perf_counter()
+        await session.send(llm_reply(cfg.load_reply))
+        return await session.out.wait_until(lambda: session.out.audio_bytes >= target, timeout)
+
     try:
         await asyncio.gather(*(s.start(timeout_s=30 + n) for s in sessions))
         # Every socket opens before the first word, as in a warmed-up bot.
         await asyncio.sleep(cfg.warmup_s + 0.01 * n)
-        reply = llm_reply(cfg.load_reply)
-        await asyncio.gather(*(s.send(list(reply)) for s in sessions))
-        timeout = 1.5 * expected_s + 5
-        results = await asyncio.gather(
-            *(s.out.wait_until(lambda s=s: s.out.audio_bytes >= target, timeout) for s in sessions)
-        )
+        complete = await asyncio.gather(*(speak(i, s) for i, s in enumerate(sessions)))
         ended = time.perf_counter()
     finally:
         await asyncio.gather(*(s.cancel() for s in sessions), return_exceptions=True)
     worst = 0.0
-    for s, complete in zip(sessions, results, strict=True):
-        audio = s.out.audio()
+    first_audio: list[float] = []
+    for i, (session, done) in enumerate(zip(sessions, complete, strict=True)):
+        audio = session.out.audio()
         if not audio:
             worst = math.inf
             continue
         t_first = audio[0].t
+        first_audio.append(1000 * (t_first - sent_at[i]))
         received = 0
         for stamped in audio:
             worst = max(worst, (stamped.t - t_first) - seconds(received, rate))
             received += len(stamped.frame.audio)  # type: ignore[attr-defined]
-        if not complete:
+        if not done:
             worst = max(worst, (ended - t_first) - seconds(received, rate))
-    incomplete = results.count(False)
+    incomplete = complete.count(False)
     return LoadStep(
         sessions=n,
         kept_up=incomplete == 0 and worst <= cfg.keep_up_slack_s,
         worst_lag_ms=1000 * worst,
         incomplete=incomplete,
+        first_audio_median_ms=statistics.median(first_audio) if first_audio else math.nan,
+        first_audio_max_ms=max(first_audio) if first_audio else math.nan,
         wall_s=time.perf_counter() - started,
     )
 
@@ -717,8 +792,9 @@ class ServiceResult:
 
     @property
     def max_sessions(self) -> int | None:
-        """Largest N that kept up, if any did."""
-        kept = [s.sessions for s in self.load if s.kept_up]
+        """Largest N at which every trial kept up, if any N did."""
+        steps = sorted({s.sessions for s in self.load})
+        kept = [n for n in steps if all(s.kept_up for s in self.load if s.sessions == n)]
         return max(kept) if kept else None
 
 
@@ -740,6 +816,44 @@ async def _attempt(result: ServiceResult, what: str, work: Callable[[], Awaitabl
         return None
 
 
+async def _load_ladder(
+    results: dict[str, ServiceResult],
+    url: str,
+    cfg: BenchConfig,
+    progress: Callable[[str], None],
+) -> None:
+    """Step N up for both services until each falls behind (or time runs out).
+
+    At every N the services take turns, trial after trial, so both see the
+    same machine; a service keeps up at N only if every trial does, because
+    near the limit one lucky trial proves little.
+    """
+    started = time.perf_counter()
+    climbing = dict(SERVICES)
+    for n in cfg.load_steps:
+        if not climbing:
+            break
+        if time.perf_counter() - started > cfg.load_budget_s:
+            for name in climbing:
+                results[name].problems.append(f"load: stopped before N={n} (time budget)")
+            break
+        for trial in range(cfg.load_trials):
+            order = list(climbing.items())
+            for name, factory in order if trial % 2 == 0 else order[::-1]:
+                progress(f"load: {name}, N={n}, trial {trial + 1}")
+                step = await _attempt(
+                    results[name],
+                    f"load N={n}",
+                    lambda f=factory, n=n: load_step(f, url, n, cfg),
+                )
+                if step is not None:
+                    results[name].load.append(step)
+        for name in list(climbing):
+            trials = [s for s in results[name].load if s.sessions == n]
+            if len(trials) < cfg.load_trials or not all(s.kept_up for s in trials):
+                del climbing[name]  # more sessions would not keep up either
+
+
 async def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = print) -> BenchResult:
     """Run every scenario for both services; the core of the command line."""
     started = time.perf_counter()
@@ -753,36 +867,23 @@ async def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = prin
             for name, factory in order:
                 r = results[name]
                 progress(f"run {i + 1}/{cfg.runs}: {name}")
-                run = await _attempt(r, f"barge-in run {i + 1}", lambda: barge_in_run(factory, url, cfg))
+                run = await _attempt(
+                    r, f"barge-in run {i + 1}", lambda f=factory: barge_in_run(f, url, cfg)
+                )
                 if run is not None:
                     r.barge_in.append(run)
                 b2b = await _attempt(
-                    r, f"back-to-back run {i + 1}", lambda: back_to_back_run(factory, url, cfg)
+                    r, f"back-to-back run {i + 1}", lambda f=factory: back_to_back_run(f, url, cfg)
                 )
                 if b2b is not None:
                     r.back_to_back.append(b2b)
         for name, factory in SERVICES.items():
             progress(f"CPU: {name}")
             results[name].cpu = await _attempt(
-                results[name], "CPU run", lambda: cpu_run(factory, url, cfg)
+                results[name], "CPU run", lambda f=factory: cpu_run(f, url, cfg)
             )
     async with serve(cfg.load_server, in_process=cfg.server_in_process) as server:
-        url = server.ws_base_url
-        budget_each = cfg.load_budget_s / len(SERVICES)
-        for name, factory in SERVICES.items():
-            r = results[name]
-            load_started = time.perf_counter()
-            for n in cfg.load_steps:
-                if time.perf_counter() - load_started > budget_each:
-                    r.problems.append(f"load: stopped before N={n} (time budget)")
-                    break
-                progress(f"load: {name}, N={n}")
-                step = await _attempt(r, f"load N={n}", lambda: load_step(factory, url, n, cfg))
-                if step is None:
-                    break
-                r.load.append(step)
-                if not step.kept_up:
-                    break  # more sessions would not keep up either
+        await _load_ladder(results, server.ws_base_url, cfg, progress)
     return BenchResult(cfg, results, time.perf_counter() - started)
 
 
@@ -795,7 +896,7 @@ def _fmt(values: list[float]) -> str:
     med = statistics.median(values)
     if len(values) == 1:
         return f"{med:.1f}"
-    return f"{med:.1f} ({min(values):.1f}–{max(values):.1f})"
+    return f"{med:.1f} ({min(values):.1f}-{max(values):.1f})"
 
 
 def _advantage(ours: float | None, theirs: float | None, higher_is_better: bool = False) -> str:
@@ -804,10 +905,10 @@ def _advantage(ours: float | None, theirs: float | None, higher_is_better: bool 
         return "n/a"
     better, worse = (ours, theirs) if higher_is_better else (theirs, ours)
     if better == worse:
-        return "1.0× (equal)"
+        return "1.0x (equal)"
     if worse == 0:
         return "∞ (ours 0)" if not higher_is_better else "n/a"
-    return f"{better / worse:.1f}×"
+    return f"{better / worse:.1f}x"
 
 
 def format_table(bench: BenchResult) -> str:
@@ -846,8 +947,8 @@ def format_table(bench: BenchResult) -> str:
         n = r.max_sessions
         if n is None:
             return "none kept up" if r.load else "n/a"
-        capped = n == bench.config.load_steps[-1] and all(s.kept_up for s in r.load)
-        return f"≥{n}" if capped else str(n)
+        # Never fell behind: the limit lies above the largest N tried.
+        return f">={n}" if n == max(s.sessions for s in r.load) else str(n)
 
     rows.append(
         (
@@ -859,7 +960,7 @@ def format_table(bench: BenchResult) -> str:
                 float(theirs.max_sessions or 0),
                 higher_is_better=True,
             )
-            + (" (at least)" if sessions(ours).startswith("≥") else ""),
+            + (" (limit not reached)" if ">=" in sessions(ours) + sessions(theirs) else ""),
         )
     )
     header = ("Metric", OURS, THEIRS, "ours better by")
@@ -879,10 +980,12 @@ def format_settings(cfg: BenchConfig) -> str:
             f"sample rate {cfg.sample_rate} Hz, tone backend, server in {where}, 127.0.0.1",
             f"metrics 1-5 server: {_switches(cfg.latency_server)}",
             f"metric 6 server:    {_switches(cfg.load_server)}",
-            f"runs per latency metric: {cfg.runs} (median, min–max in brackets); "
-            f"CPU: {cfg.cpu_replies} replies back to back; load steps: "
-            f"{', '.join(map(str, cfg.load_steps))} sessions, slack "
-            f"{1000 * cfg.keep_up_slack_s:.0f} ms",
+            f"runs per latency metric: {cfg.runs} (median, min-max in brackets); "
+            f"CPU: {cfg.cpu_replies} replies back to back; load: "
+            f"{', '.join(map(str, cfg.load_steps))} sessions x {cfg.load_trials} trial(s), "
+            f"replies started over {cfg.load_stagger_s:g} s, "
+            f"{expected_reply_audio_s(cfg.load_reply, cfg.sample_rate):.1f} s of audio each, "
+            f"slack {1000 * cfg.keep_up_slack_s:.0f} ms",
         ]
     )
 
@@ -899,19 +1002,26 @@ def format_details(bench: BenchResult) -> str:
         if r.cpu:
             lines.append(
                 f"  CPU: {r.cpu.cpu_s:.2f} s CPU for {r.cpu.audio_s:.1f} s of audio "
-                f"over {r.cpu.wall_s:.1f} s wall"
+                f"over {r.cpu.wall_s:.1f} s wall; idle {r.cpu.idle_cpu_ms_per_s:.1f} ms CPU/s"
             )
         steps = ", ".join(
             f"N={s.sessions}: {'ok' if s.kept_up else 'behind'} "
-            f"(worst lag {s.worst_lag_ms:.0f} ms"
+            f"(worst lag {s.worst_lag_ms:.0f} ms, first audio "
+            f"{s.first_audio_median_ms:.0f}/{s.first_audio_max_ms:.0f} ms median/max"
             + (f", {s.incomplete} incomplete" if s.incomplete else "")
             + ")"
             for s in r.load
         )
         lines.append(f"  load: {steps or 'n/a'}")
-        labelled = r.values("stale_by_label_ms")
-        if labelled:
-            lines.append(f"  stale audio by context label (ms): {labelled}")
+        for metric, label in (
+            ("stale_by_label_ms", "after the interruption, labelled with the interrupted context"),
+            ("pushed_while_held_ms", "pushed while the InterruptionFrame was inside"),
+            ("heard_before_ms", "of the interrupted reply before the barge-in"),
+            ("reply_a_audio_ms", "of reply A before reply B (back to back)"),
+        ):
+            values = r.values(metric)
+            if values:
+                lines.append(f"  audio {label} (ms): {_fmt(values)}")
         for p in r.problems:
             lines.append(f"  problem: {p}")
     return "\n".join(lines)

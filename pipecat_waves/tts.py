@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,10 @@ __all__ = ["WavesTTSService", "WavesTTSSettings"]
 #: tokens are left for the server to gather into sentences, within a bound.
 SENTENCE_MODE_BUFFER_DELAY_MS = 0
 TOKEN_MODE_BUFFER_DELAY_MS = 500
+
+#: Timer resolution while a reply is under way, and when the session is idle.
+BUSY_POLL_S = 0.05
+IDLE_POLL_S = 1.0
 
 _ERROR_CATEGORIES = {
     "INVALID_VOICE": ErrorCategory.INVALID_REQUEST,
@@ -233,6 +238,7 @@ class WavesTTSService(TTSService):
         self._failed_contexts: set[str] = set()
         self._quick_failures = 0
         self._concurrency_closes = 0
+        self._work_arrived = asyncio.Event()
         self._gave_up = False
         self._outage_reported = False
 
@@ -310,6 +316,7 @@ class WavesTTSService(TTSService):
 
     async def run_tts(self, text: str, context_id: str):
         """Send one fragment of ``context_id``; its audio arrives on the receive task."""
+        self._work_arrived.set()
         await self.start_tts_usage_metrics(text)
         await self._act(
             self._session.send_text(
@@ -495,8 +502,13 @@ class WavesTTSService(TTSService):
         await self.push_error(message, category=category, force_treat_as_permanent=True)
 
     async def _timer_loop(self) -> None:
+        # Fine-grained while a reply is under way (turn-end guards, stall
+        # probes); about once a second when idle, which is all keep-alives need.
         while True:
-            await asyncio.sleep(0.05)
+            interval = BUSY_POLL_S if self._session.has_pending_work else IDLE_POLL_S
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._work_arrived.wait(), timeout=interval)
+            self._work_arrived.clear()
             await self._act(self._session.poll(time.monotonic()))
 
     # --------------------------------------------------------------- outputs

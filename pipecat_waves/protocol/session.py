@@ -332,6 +332,16 @@ class WavesSession:
         """Contexts that are neither finished nor cancelled, oldest first."""
         return [c.id for c in self._contexts.values() if not c.finished and not c.cancelled]
 
+    @property
+    def has_pending_work(self) -> bool:
+        """Whether a timer may fire soon: a reply under way, or a ping awaiting its pong.
+
+        An idle session only needs :meth:`poll` for keep-alives, every second or so.
+        """
+        return any(not c.finished and not c.cancelled for c in self._contexts.values()) or any(
+            lane.ping_sent_at is not None for lane in self._lanes.values()
+        )
+
     def is_live(self, context_id: str) -> bool:
         """Whether ``context_id`` is known and not finished or cancelled."""
         ctx = self._contexts.get(context_id)
