@@ -117,6 +117,9 @@ async def open_socket(
             # Liveness is checked with the protocol's own ping message, which a
             # Waves server answers; WebSocket-level pings are left off.
             ping_interval=None,
+            # Base64 PCM barely compresses; deflating it costs CPU on every
+            # chunk for a few percent of bandwidth.
+            compression=None,
             logger=_WS_LOGGER,
         )
     except InvalidStatus as e:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -47,9 +46,8 @@ __all__ = ["WavesTTSService", "WavesTTSSettings"]
 SENTENCE_MODE_BUFFER_DELAY_MS = 0
 TOKEN_MODE_BUFFER_DELAY_MS = 500
 
-#: Timer resolution while a reply is under way, and when the session is idle.
-BUSY_POLL_S = 0.05
-IDLE_POLL_S = 1.0
+#: Timer resolution while a reply is under way.
+BUSY_POLL_S = 0.1
 
 _ERROR_CATEGORIES = {
     "INVALID_VOICE": ErrorCategory.INVALID_REQUEST,
@@ -238,7 +236,7 @@ class WavesTTSService(TTSService):
         self._failed_contexts: set[str] = set()
         self._quick_failures = 0
         self._concurrency_closes = 0
-        self._work_arrived = asyncio.Event()
+        self._timer_idle = False
         self._gave_up = False
         self._outage_reported = False
 
@@ -316,7 +314,7 @@ class WavesTTSService(TTSService):
 
     async def run_tts(self, text: str, context_id: str):
         """Send one fragment of ``context_id``; its audio arrives on the receive task."""
-        self._work_arrived.set()
+        self._wake_timer()
         await self.start_tts_usage_metrics(text)
         await self._act(
             self._session.send_text(
@@ -503,13 +501,22 @@ class WavesTTSService(TTSService):
 
     async def _timer_loop(self) -> None:
         # Fine-grained while a reply is under way (turn-end guards, stall
-        # probes); about once a second when idle, which is all keep-alives need.
+        # probes); when idle, asleep until the next keep-alive is due, so an
+        # idle session costs next to nothing. A new reply wakes it early.
         while True:
-            interval = BUSY_POLL_S if self._session.has_pending_work else IDLE_POLL_S
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work_arrived.wait(), timeout=interval)
-            self._work_arrived.clear()
+            self._timer_idle = not self._session.has_pending_work
+            if self._timer_idle:
+                await asyncio.sleep(self._session.idle_wait_s(time.monotonic()) + 0.01)
+            else:
+                await asyncio.sleep(BUSY_POLL_S)
             await self._act(self._session.poll(time.monotonic()))
+
+    def _wake_timer(self) -> None:
+        """Cut an idle timer's sleep short: a reply is starting and guards will be due."""
+        if self._timer_idle and self._timer_task is not None:
+            self._timer_idle = False
+            self._timer_task.cancel()
+            self._timer_task = self.create_task(self._timer_loop(), name="waves-timer")
 
     # --------------------------------------------------------------- outputs
 

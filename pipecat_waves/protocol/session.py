@@ -44,6 +44,8 @@ CANCELLED_MEMORY_S = 30.0
 #: Server request ids remembered per lane after their context is gone, so late
 #: frames of an old reply are recognised instead of being taken for a new one.
 SEGMENT_MEMORY = 512
+#: An unattributable error this soon after a cancel is taken as the answer to it.
+CANCEL_ANSWER_S = 2.0
 #: How often a reply refused for the account's concurrency limit is retried.
 MAX_RATE_LIMIT_RETRIES = 5
 
@@ -341,6 +343,15 @@ class WavesSession:
         return any(not c.finished and not c.cancelled for c in self._contexts.values()) or any(
             lane.ping_sent_at is not None for lane in self._lanes.values()
         )
+
+    def idle_wait_s(self, now: float) -> float:
+        """How long an idle session can sleep before :meth:`poll` has work (a keep-alive)."""
+        due = [
+            lane.last_sent_at + self.config.keepalive_interval_s
+            for lane in self._lanes.values()
+            if lane.role is not LaneRole.RETIRED
+        ]
+        return max(0.0, min(due, default=now + self.config.keepalive_interval_s) - now)
 
     def is_live(self, context_id: str) -> bool:
         """Whether ``context_id`` is known and not finished or cancelled."""
@@ -799,13 +810,18 @@ class WavesSession:
             if len(candidates) != 1:
                 return None  # stale or ambiguous: never guess
             ctx = candidates[0]
+        if rid is None:
+            # A server that names no segment: frames until the next complete
+            # belong to one, so they share an aligner and a unit.
+            rid = f"unnamed:{ctx.id}"
+            if rid in lane.segments and not lane.segments[rid].completed:
+                return lane.segments[rid]
         wire = wire_id if wire_id is not None else ctx.wire_id
         unit_index = ctx.wire_unit_start + ctx.wire_segments if wire == ctx.wire_id else None
         segment = _Segment(rid, ctx, wire, unit_index)
         if wire == ctx.wire_id:
             ctx.wire_segments += 1
-        if rid is not None:
-            lane.segments[rid] = segment
+        lane.segments[rid] = segment
         return segment
 
     def _complete_segment(self, segment: _Segment) -> None:
@@ -853,12 +869,11 @@ class WavesSession:
         if not ctx.close_requested or ctx.close_sent_at is None:
             return []
         units = ctx.units[ctx.wire_unit_start :]
-        words = sum(len(u.text.split()) for u in units)
         quiet = now - max(ctx.last_frame_at or 0.0, ctx.close_sent_at)
         complete = ctx.last_frame_was_complete
         if complete and ctx.wire_completed >= len(units):
             done = True  # every unit's segment has completed: exact, no waiting
-        elif complete and 0 < words <= ctx.wire_timed_words:
+        elif complete and 0 < _word_count(units) <= ctx.wire_timed_words:
             done = True  # word timestamps account for every word sent
         elif ctx.exact_units and ctx.wire_segments < len(units):
             # A sentence released on its own has not started yet (a long one
@@ -911,7 +926,7 @@ class WavesSession:
         return True
 
     def _on_error(self, lane: _Lane, error: rs.ServerError, now: float) -> list[Output]:
-        ctx = self._attribute_error(lane, error.envelope)
+        ctx = self._attribute_error(lane, error.envelope, now)
         if ctx is None:
             return [LaneError(lane.id, error)]
         if ctx.cancelled or ctx.finished or ctx.error is not None:
@@ -934,13 +949,27 @@ class WavesSession:
         ctx.close_requested = True
         return self._check_finished(ctx, now)
 
-    def _attribute_error(self, lane: _Lane, envelope: rs.Envelope) -> _Context | None:
+    def _attribute_error(self, lane: _Lane, envelope: rs.Envelope, now: float) -> _Context | None:
         if envelope.request_id and envelope.request_id in lane.segments:
             return lane.segments[envelope.request_id].context
         if envelope.external_request_id in self._by_wire:
             return self._by_wire[envelope.external_request_id]
+        # An error naming nothing, right after we cancelled or closed a reply on
+        # this lane, is most likely the server's answer to that (say, "unknown
+        # context"); it must not fail the reply that is playing now.
+        recent = [
+            c
+            for c in self._contexts.values()
+            if c.lane == lane.id and c.cancelled and now - c.cancelled_at < CANCEL_ANSWER_S
+        ]
+        if recent:
+            return recent[-1]
         live = [c for c in self._contexts.values() if c.lane == lane.id and c.live]
         return live[0] if len(live) == 1 else None
+
+
+def _word_count(units: list[_Unit]) -> int:
+    return sum(len(u.text.split()) for u in units)
 
 
 def _split_long(text: str) -> list[str]:

@@ -424,3 +424,31 @@ def test_voice_change_mid_reply_moves_to_a_new_server_context():
         ("c.1", "In another.", True),
     ]
     assert msgs[1]["voice_id"] == "liam"
+
+
+def test_frames_without_a_request_id_form_one_segment_until_complete():
+    s = make_session()
+    opened(s)
+    s.send_text("c", "One. ", PARAMS, 0.0, max_buffer_delay_ms=0)
+    s.send_text("c", "Two.", PARAMS, 0.0, max_buffer_delay_ms=0)
+    s.close_context("c", 0.0)
+    a = s.receive(1, rs.AudioChunk(rs.Envelope(), b"\x01\x02\x03"), 0.1)
+    b = s.receive(1, rs.AudioChunk(rs.Envelope(), b"\x04"), 0.1)
+    assert [o.pcm for o in of_type(a + b, sn.AudioOut)] == [b"\x01\x02", b"\x03\x04"]
+    assert not of_type(s.receive(1, rs.SegmentComplete(rs.Envelope()), 0.2), sn.ContextFinished)
+    s.receive(1, rs.AudioChunk(rs.Envelope(), b"\x05\x06"), 0.3)
+    out = s.receive(1, rs.SegmentComplete(rs.Envelope()), 0.4)
+    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
+
+
+def test_anonymous_error_right_after_a_cancel_does_not_fail_the_next_reply():
+    s = make_session()
+    opened(s)
+    s.send_text("a", "First.", PARAMS, 0.0)
+    s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.1)
+    s.interrupt(["a"], 0.2)
+    s.send_text("b", "Second.", PARAMS, 0.3)
+    err = rs.ServerError(rs.Envelope(), "Unknown context_id")
+    assert s.receive(1, err, 0.4) == []
+    assert s.is_live("b")
+    assert of_type(s.receive(1, chunk("u1", b"\x01\x00", "b"), 0.5), sn.AudioOut)
