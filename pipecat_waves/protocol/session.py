@@ -358,13 +358,6 @@ class WavesSession:
         ctx = self._contexts.get(context_id)
         return bool(ctx and not ctx.finished and not ctx.cancelled)
 
-    def unsent_text(self, context_id: str) -> str:
-        """Text of ``context_id`` whose audio has not been received in full."""
-        ctx = self._contexts.get(context_id)
-        if not ctx:
-            return ""
-        return "".join(u.text[u.spoken_chars :] for u in ctx.units if not u.done)
-
     # ------------------------------------------------------------------- lanes
 
     def lane_opened(self, lane: int, now: float) -> list[Output]:

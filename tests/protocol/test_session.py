@@ -452,3 +452,61 @@ def test_anonymous_error_right_after_a_cancel_does_not_fail_the_next_reply():
     assert s.receive(1, err, 0.4) == []
     assert s.is_live("b")
     assert of_type(s.receive(1, chunk("u1", b"\x01\x00", "b"), 0.5), sn.AudioOut)
+
+
+def test_reply_refused_for_concurrency_is_resent_after_a_backoff():
+    s = make_session()
+    opened(s)
+    s.send_text("c", "Hello. ", PARAMS, 0.0, max_buffer_delay_ms=0)
+    s.close_context("c", 0.0)
+    err = rs.ServerError(env(None, "c"), "Concurrency limit reached", "CONCURRENCY_LIMIT")
+    out = s.receive(1, err, 0.1)
+    retry = of_type(out, sn.ContextRetrying)
+    assert len(retry) == 1 and retry[0].delay_s > 0
+    assert not of_type(out, sn.ContextFailed)
+    assert not sends(s.poll(0.1 + retry[0].delay_s / 2)), "not before the backoff"
+    msgs = sends(s.poll(0.1 + retry[0].delay_s + 0.01))
+    assert [(m["text"], m["continue"]) for m in msgs] == [("Hello. ", True), ("", False)]
+    assert msgs[0]["context_id"] == "c.1"
+
+
+def test_concurrency_refusals_give_up_after_a_few_tries():
+    s = make_session()
+    opened(s)
+    s.send_text("c", "Hello.", PARAMS, 0.0)
+    now = 0.0
+    failed = []
+    for _ in range(sn.MAX_RATE_LIMIT_RETRIES + 1):
+        wire = s._contexts["c"].wire_id
+        now += 10.0
+        s.poll(now)
+        err = rs.ServerError(env(None, wire), "Too many concurrent requests")
+        failed += of_type(s.receive(1, err, now), sn.ContextFailed)
+        failed += of_type(s.poll(now + 1.0), sn.ContextFailed)
+    assert [f.context_id for f in failed] == ["c"]
+
+
+def test_server_that_refuses_pings_is_not_pinged_again_and_not_reported():
+    s = make_session(keepalive_interval_s=20.0)
+    opened(s, 1, 0.0)
+    assert sends(s.poll(20.0)) == [{"type": "ping"}]
+    refusal = rs.ServerError(rs.Envelope(), "'text' is required", "MISSING_FIELD")
+    assert s.receive(1, refusal, 20.1) == []
+    assert not sends(s.poll(60.0))
+
+
+def test_server_that_keeps_streaming_a_cancelled_reply_loses_its_lane():
+    s = make_session(cancel_grace_s=0.3)
+    opened(s, 1)
+    s.send_text("a", "Long reply.", PARAMS, 0.0)
+    s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.1)
+    s.interrupt(["a"], 0.2)
+    s.send_text("b", "Next.", PARAMS, 0.25)
+    assert s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.4) == [], "within the grace: dropped"
+    out = s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.6)
+    assert [c.lane for c in of_type(out, sn.CloseLane)] == [1]
+    assert of_type(out, sn.OpenLane), "the next reply moves to a fresh connection"
+    assert [m["text"] for m in sends(opened(s, 2, 0.7), 2)] == ["Next."]
+    # Later barge-ins on any lane retire it at once.
+    s.receive(2, chunk("u1", b"\x00\x00", "b"), 0.8)
+    assert of_type(s.interrupt(["b"], 0.9), sn.CloseLane)
