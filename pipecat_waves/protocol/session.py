@@ -49,6 +49,9 @@ CANCEL_ANSWER_S = 2.0
 #: How often a reply refused for the account's concurrency limit is retried.
 MAX_RATE_LIMIT_RETRIES = 5
 
+_PING_COMPLAINT = re.compile(
+    r"required|missing|unknown (message )?type|MISSING_FIELD|INVALID_MESSAGE", re.IGNORECASE
+)
 _RATE_LIMIT_CODES = frozenset({"RATE_LIMIT", "CONCURRENCY_LIMIT", "TOO_MANY_REQUESTS", "429"})
 _RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
 
@@ -198,6 +201,9 @@ class SessionConfig:
         standby: Keep a warm spare connection when the server does not echo
             request ids, so a barge-in never makes the next reply wait for a
             handshake.
+        max_lanes: Most connections open at once (the account allows five per
+            unit of concurrency). Without echoes, replies that overlap each take
+            a connection; past this many they wait for one to free up.
     """
 
     sample_rate: int = 24000
@@ -209,6 +215,7 @@ class SessionConfig:
     pong_timeout_s: float = 2.0
     cancel_grace_s: float = 0.3
     standby: bool = True
+    max_lanes: int = 3
 
 
 @dataclass
@@ -724,9 +731,13 @@ class WavesSession:
             and self.standby_lane is None
             and not self._lane_requests
             and self.active_lane is not None
+            and self._open_lanes() < self.config.max_lanes
         ):
             out.extend(self._request_lane("warm standby"))
         return out
+
+    def _open_lanes(self) -> int:
+        return sum(1 for lane in self._lanes.values() if lane.role is not LaneRole.RETIRED)
 
     def _contexts_waiting(self) -> bool:
         return any(c.outbox and not c.cancelled and not c.finished for c in self._contexts.values())
@@ -910,10 +921,17 @@ class WavesSession:
         return []
 
     def _answers_ping(self, lane: _Lane, error: rs.ServerError) -> bool:
-        """Whether ``error`` is a server refusing our keep-alive (it then gets no more)."""
+        """Whether ``error`` is a server refusing our keep-alive (it then gets no more).
+
+        It names no request, and either nothing else is under way on the lane or
+        it complains of a missing field or an unknown message type: our
+        synthesis messages carry every required field, so such a complaint can
+        only be about the ping.
+        """
         if error.envelope.request_id or error.envelope.external_request_id:
             return False
-        if any(c.lane == lane.id and c.live for c in self._contexts.values()):
+        busy = any(c.lane == lane.id and c.live for c in self._contexts.values())
+        if busy and not _PING_COMPLAINT.search(f"{error.code or ''} {error.message}"):
             return False
         self._ping_unsupported = True
         return True

@@ -510,3 +510,24 @@ def test_server_that_keeps_streaming_a_cancelled_reply_loses_its_lane():
     # Later barge-ins on any lane retire it at once.
     s.receive(2, chunk("u1", b"\x00\x00", "b"), 0.8)
     assert of_type(s.interrupt(["b"], 0.9), sn.CloseLane)
+
+
+def test_ping_refusal_during_a_reply_does_not_fail_the_reply():
+    s = make_session(stall_probe_s=1.0)
+    opened(s, 1, 0.0)
+    s.send_text("c", "Hello.", PARAMS, 0.0)
+    assert sends(s.poll(1.1)) == [{"type": "ping"}], "stall probe while audio is awaited"
+    refusal = rs.ServerError(rs.Envelope(), "'text' is required")
+    assert s.receive(1, refusal, 1.2) == []
+    assert s.is_live("c")
+    assert of_type(s.receive(1, chunk("t1", b"\x00\x00"), 1.3), sn.AudioOut)
+
+
+def test_a_real_error_during_a_probe_still_fails_the_reply():
+    s = make_session(stall_probe_s=1.0, complete_guard_s=0.25)
+    opened(s, 1, 0.0)
+    s.send_text("c", "Hello.", PARAMS, 0.0)
+    s.poll(1.1)
+    err = rs.ServerError(rs.Envelope(), "Invalid voice_id 'x'")
+    assert s.receive(1, err, 1.2) == []
+    assert of_type(s.poll(1.5), sn.ContextFailed) == [sn.ContextFailed("c", err)]
