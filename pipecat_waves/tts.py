@@ -46,8 +46,10 @@ __all__ = ["WavesTTSService", "WavesTTSSettings"]
 SENTENCE_MODE_BUFFER_DELAY_MS = 0
 TOKEN_MODE_BUFFER_DELAY_MS = 500
 
-#: Timer resolution while a reply is under way.
-BUSY_POLL_S = 0.1
+#: Longest the session timer sleeps, and how late after a deadline it wakes
+#: (so a deadline is never checked a hair too early and missed).
+MAX_TIMER_SLEEP_S = 5.0
+TIMER_SLACK_S = 0.005
 
 _ERROR_CATEGORIES = {
     "INVALID_VOICE": ErrorCategory.INVALID_REQUEST,
@@ -236,7 +238,7 @@ class WavesTTSService(TTSService):
         self._failed_contexts: set[str] = set()
         self._quick_failures = 0
         self._concurrency_closes = 0
-        self._timer_idle = False
+        self._timer_wakes_at: float | None = None
         self._gave_up = False
         self._outage_reported = False
 
@@ -314,7 +316,6 @@ class WavesTTSService(TTSService):
 
     async def run_tts(self, text: str, context_id: str):
         """Send one fragment of ``context_id``; its audio arrives on the receive task."""
-        self._wake_timer()
         await self.start_tts_usage_metrics(text)
         await self._act(
             self._session.send_text(
@@ -326,6 +327,7 @@ class WavesTTSService(TTSService):
                 seal=not self._is_streaming_tokens,
             )
         )
+        self._wake_timer()
         yield None
 
     async def flush_audio(self, context_id: str | None = None):
@@ -335,6 +337,7 @@ class WavesTTSService(TTSService):
             return
         if self._session.is_live(context_id):
             await self._act(self._session.close_context(context_id, time.monotonic()))
+            self._wake_timer()
         elif self.audio_context_available(context_id):
             # Nothing of this reply reached the server (no text, or the service
             # could not work): end its audio context now instead of after a timeout.
@@ -378,6 +381,7 @@ class WavesTTSService(TTSService):
         preserved = {cid for cid, ctx in self._tts_contexts.items() if not ctx.interruptible}
         interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
         self._act_on_control(self._session.interrupt(interrupted, time.monotonic()))
+        self._wake_timer()
         await super()._handle_interruption(frame, direction)
 
     # ----------------------------------------------------------- connections
@@ -426,6 +430,7 @@ class WavesTTSService(TTSService):
             self._outage_reported = False
             await self._call_event_handler("on_connected")
             await self._act(self._session.lane_opened(lane_id, time.monotonic()))
+            self._wake_timer()
             return
 
     async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
@@ -438,6 +443,10 @@ class WavesTTSService(TTSService):
             logger.debug(f"{self}: ignoring unrecognized server message {event.raw!r:.200}")
             return
         await self._act(self._session.receive(lane_id, event, time.monotonic()))
+        if not isinstance(event, rs.AudioChunk | rs.WordTimestamp):
+            # A complete or an error can bring a turn-end deadline forward;
+            # audio only ever pushes deadlines back.
+            self._wake_timer()
 
     async def _on_lane_closed(self, lane_id: int, code: int | None, reason: str) -> None:
         lane = self._lanes.pop(lane_id, None)
@@ -448,6 +457,7 @@ class WavesTTSService(TTSService):
             await self._judge_unexpected_close(lane, code, reason)
         await self._call_event_handler("on_disconnected")
         await self._act(self._session.lane_lost(lane_id, time.monotonic()))
+        self._wake_timer()
 
     async def _judge_unexpected_close(self, lane: Lane, code: int | None, reason: str) -> None:
         """Decide what a connection closed by the server means: retry, back off, or give up."""
@@ -500,21 +510,24 @@ class WavesTTSService(TTSService):
         await self.push_error(message, category=category, force_treat_as_permanent=True)
 
     async def _timer_loop(self) -> None:
-        # Fine-grained while a reply is under way (turn-end guards, stall
-        # probes); when idle, asleep until the next keep-alive is due, so an
-        # idle session costs next to nothing. A new reply wakes it early.
+        # Asleep until the session's next deadline (a turn-end guard, a stall
+        # probe, a keep-alive), never on a fixed tick: a tick costs CPU on every
+        # session all the time. Events that bring a deadline forward wake it.
         while True:
-            self._timer_idle = not self._session.has_pending_work
-            if self._timer_idle:
-                await asyncio.sleep(self._session.idle_wait_s(time.monotonic()) + 0.01)
-            else:
-                await asyncio.sleep(BUSY_POLL_S)
+            now = time.monotonic()
+            delay = min(max(self._session.next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
+            self._timer_wakes_at = now + delay
+            await asyncio.sleep(delay + TIMER_SLACK_S)
+            self._timer_wakes_at = None
             await self._act(self._session.poll(time.monotonic()))
 
     def _wake_timer(self) -> None:
-        """Cut an idle timer's sleep short: a reply is starting and guards will be due."""
-        if self._timer_idle and self._timer_task is not None:
-            self._timer_idle = False
+        """Re-arm the timer if the session now has a deadline before its wake-up."""
+        wakes_at = self._timer_wakes_at
+        if wakes_at is None or self._timer_task is None:
+            return  # not started, or busy acting: it asks again when done
+        if self._session.next_deadline(time.monotonic()) < wakes_at:
+            self._timer_wakes_at = None
             self._timer_task.cancel()
             self._timer_task = self.create_task(self._timer_loop(), name="waves-timer")
 

@@ -287,6 +287,7 @@ class _Lane:
     last_sent_at: float = 0.0
     last_recv_at: float = 0.0
     ping_sent_at: float | None = None
+    last_text_at: float = 0.0  # a reply's text last went out on this lane
     messages: int = 0
     segments: dict[str, _Segment] = field(default_factory=dict)
 
@@ -340,25 +341,6 @@ class WavesSession:
     def live_contexts(self) -> list[str]:
         """Contexts that are neither finished nor cancelled, oldest first."""
         return [c.id for c in self._contexts.values() if not c.finished and not c.cancelled]
-
-    @property
-    def has_pending_work(self) -> bool:
-        """Whether a timer may fire soon: a reply under way, or a ping awaiting its pong.
-
-        An idle session only needs :meth:`poll` for keep-alives, every second or so.
-        """
-        return any(not c.finished and not c.cancelled for c in self._contexts.values()) or any(
-            lane.ping_sent_at is not None for lane in self._lanes.values()
-        )
-
-    def idle_wait_s(self, now: float) -> float:
-        """How long an idle session can sleep before :meth:`poll` has work (a keep-alive)."""
-        due = [
-            lane.last_sent_at + self.config.keepalive_interval_s
-            for lane in self._lanes.values()
-            if lane.role is not LaneRole.RETIRED
-        ]
-        return max(0.0, min(due, default=now + self.config.keepalive_interval_s) - now)
 
     def is_live(self, context_id: str) -> bool:
         """Whether ``context_id`` is known and not finished or cancelled."""
@@ -723,6 +705,7 @@ class WavesSession:
             ctx.outbox = []
             ctx.sent_any = True
             lane.last_sent_at = now
+            lane.last_text_at = now
         out.extend(self._recycle_drained_lanes())
         if self.active_lane is None and not self._lane_requests and self._contexts_waiting():
             out.extend(self._request_lane("no open connection for queued text"))
@@ -872,31 +855,66 @@ class WavesSession:
             return [ContextFailed(ctx.id, ctx.error)]
         if not ctx.close_requested or ctx.close_sent_at is None:
             return []
-        units = ctx.units[ctx.wire_unit_start :]
         quiet = now - max(ctx.last_frame_at or 0.0, ctx.close_sent_at)
-        complete = ctx.last_frame_was_complete
-        if complete and ctx.wire_completed >= len(units):
-            done = True  # every unit's segment has completed: exact, no waiting
-        elif complete and 0 < _word_count(units) <= ctx.wire_timed_words:
-            done = True  # word timestamps account for every word sent
-        elif ctx.exact_units and ctx.wire_segments < len(units):
-            # A sentence released on its own has not started yet (a long one
-            # can take a while); only a server that lost it keeps us waiting.
-            done = quiet >= self.config.no_audio_timeout_s
-        elif complete and ctx.wire_segments >= len(units):
-            done = quiet >= self.config.complete_guard_s  # completes merged or a unit split
-        elif ctx.last_frame_at is not None:
-            # Completes delayed or missing, or (tokens) sentences merged by the
-            # server in ways the counts cannot tell: wait out a longer silence.
-            done = quiet >= self.config.silence_guard_s
-        else:
-            done = quiet >= self.config.no_audio_timeout_s
-        if not done:
+        if quiet < self._quiet_needed(ctx):
             return []
         ctx.finished = True
         for unit in ctx.units:
             unit.done = True
         return [ContextFinished(ctx.id)]
+
+    def _quiet_needed(self, ctx: _Context) -> float:
+        """Seconds of quiet after which a closed context is taken as finished (0: now)."""
+        units = ctx.units[ctx.wire_unit_start :]
+        complete = ctx.last_frame_was_complete
+        if complete and ctx.wire_completed >= len(units):
+            return 0.0  # every unit's segment has completed: exact, no waiting
+        if complete and 0 < _word_count(units) <= ctx.wire_timed_words:
+            return 0.0  # word timestamps account for every word sent
+        if ctx.exact_units and ctx.wire_segments < len(units):
+            # A sentence released on its own has not started yet (a long one
+            # can take a while); only a server that lost it keeps us waiting.
+            return self.config.no_audio_timeout_s
+        if complete and ctx.wire_segments >= len(units):
+            return self.config.complete_guard_s  # completes merged or a unit split
+        if ctx.last_frame_at is not None:
+            # Completes delayed or missing, or (tokens) sentences merged by the
+            # server in ways the counts cannot tell: wait out a longer silence.
+            return self.config.silence_guard_s
+        return self.config.no_audio_timeout_s
+
+    def next_deadline(self, now: float) -> float:
+        """The earliest time at which :meth:`poll` may have something to do.
+
+        Lets the shell sleep exactly as long as nothing can happen, instead of
+        waking on a fixed tick. Events that bring a deadline forward (new text,
+        a close, a ``complete``, an error) are the shell's cue to ask again.
+        """
+        due = [now + self.config.keepalive_interval_s]
+        for ctx in self._contexts.values():
+            if ctx.finished or ctx.cancelled:
+                continue
+            if ctx.outbox and ctx.not_before > now:
+                due.append(ctx.not_before)
+            if ctx.error is not None:
+                due.append(
+                    max(ctx.last_frame_at or 0.0, ctx.error_at) + self.config.complete_guard_s
+                )
+            elif ctx.close_requested and ctx.close_sent_at is not None:
+                quiet_since = max(ctx.last_frame_at or 0.0, ctx.close_sent_at)
+                due.append(quiet_since + self._quiet_needed(ctx))
+        for lane in self._lanes.values():
+            if lane.role is LaneRole.RETIRED:
+                continue
+            if lane.ping_sent_at is not None:
+                due.append(lane.ping_sent_at + self.config.pong_timeout_s)
+                continue
+            due.append(lane.last_sent_at + self.config.keepalive_interval_s)
+            if not self._ping_unsupported and any(
+                c.lane == lane.id and c.live and not c.cancelled for c in self._contexts.values()
+            ):
+                due.append(max(lane.last_recv_at, lane.last_text_at) + self.config.stall_probe_s)
+        return min(due)
 
     def _check_lane(self, lane: _Lane, now: float) -> list[Output]:
         if lane.role is LaneRole.RETIRED:
@@ -913,7 +931,10 @@ class WavesSession:
             c.lane == lane.id and c.live and not c.cancelled for c in self._contexts.values()
         )
         idle_out = now - lane.last_sent_at >= self.config.keepalive_interval_s
-        stalled = awaiting and now - lane.last_recv_at >= self.config.stall_probe_s
+        # Silence counts from the later of the last frame and the last text:
+        # a lane that was rightly quiet before this reply is not stalled.
+        silent_since = max(lane.last_recv_at, lane.last_text_at)
+        stalled = awaiting and now - silent_since >= self.config.stall_probe_s
         if idle_out or stalled:
             lane.ping_sent_at = now
             lane.last_sent_at = now

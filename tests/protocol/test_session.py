@@ -531,3 +531,18 @@ def test_a_real_error_during_a_probe_still_fails_the_reply():
     err = rs.ServerError(rs.Envelope(), "Invalid voice_id 'x'")
     assert s.receive(1, err, 1.2) == []
     assert of_type(s.poll(1.5), sn.ContextFailed) == [sn.ContextFailed("c", err)]
+
+
+def test_next_deadline_names_the_next_thing_poll_would_do():
+    s = make_session(keepalive_interval_s=20.0, stall_probe_s=2.0, complete_guard_s=0.25)
+    opened(s, 1, 0.0)
+    assert s.next_deadline(0.0) == pytest.approx(20.0), "idle: the keep-alive"
+    s.send_text("c", "One. ", PARAMS, 30.0, max_buffer_delay_ms=0)
+    assert s.next_deadline(30.0) == pytest.approx(32.0), "awaiting audio: the stall probe"
+    assert not sends(s.poll(31.9))
+    s.receive(1, chunk("t1", b"\x00\x00", "c"), 31.0)
+    s.close_context("c", 31.1)
+    # Closed mid-stream, no complete yet: the silence guard runs from the close.
+    assert s.next_deadline(31.1) == pytest.approx(32.6)
+    s.receive(1, complete("t1", "c"), 31.2)
+    assert not s.is_live("c"), "every sentence completed: over at once, nothing to wait for"
