@@ -119,11 +119,11 @@ class BenchConfig:
     sample_rate: int = 24000
     runs: int = 5
     cpu_replies: int = 4
-    load_steps: tuple[int, ...] = (1, 80, 160, 240)
+    load_steps: tuple[int, ...] = (1, 80, 100, 120, 140, 160, 200)
     load_trials: int = 2
     load_reply: str = LOAD_REPLY
     load_stagger_s: float = 1.0
-    load_budget_s: float = 110.0
+    load_budget_s: float = 170.0
     keep_up_slack_s: float = 0.2
     latency_server: dict[str, float] = field(
         default_factory=lambda: {

@@ -23,8 +23,7 @@ from typing import Any, NoReturn
 from loguru import logger
 
 from pipecat_waves.commands import CliError, api_key_from, quiet_logs
-from pipecat_waves.demo import add_arguments as add_demo_arguments
-from pipecat_waves.demo import run as run_demo
+from pipecat_waves.demo_options import add_arguments as add_demo_arguments
 from pipecat_waves.protocol.constants import (
     DEFAULT_MODEL,
     MODELS,
@@ -210,6 +209,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "voices":
         return _run_voices(args)
     if args.command == "demo":
+        # Imported here: the demo needs Pipecat, the other commands do not.
+        from pipecat_waves.demo import run as run_demo
+
         return run_demo(args)
     return _run_serve(parser, args)
 

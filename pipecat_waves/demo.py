@@ -44,6 +44,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
 from pipecat_waves.commands import CliError, api_key_from, open_endpoint, quiet_logs
+from pipecat_waves.demo_options import add_arguments
 from pipecat_waves.tts import WavesTTSService
 
 #: Output rate of the demo (and of the WAV file).
@@ -449,22 +450,6 @@ def format_table(turns: Sequence[TurnResult]) -> str:
     return "\n".join(
         "  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in rows
     )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the demo's options to ``parser`` (shared with ``pipecat-waves demo``)."""
-    parser.add_argument(
-        "-o", "--output", default="demo.wav", help="WAV file to write (default: %(default)s)"
-    )
-    parser.add_argument("--voice", default="avery", help="voice id (default: %(default)s)")
-    parser.add_argument(
-        "--api-key", help="Waves API key (default: $WAVES_API_KEY or $SMALLEST_API_KEY)"
-    )
-    parser.add_argument("--base-url", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--backend", choices=("piper", "tone"), default="piper", help=argparse.SUPPRESS
-    )
-    parser.add_argument("--verbose", action="store_true", help="show library logs")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,21 @@
+"""Options of the demo, kept apart so the command line can offer them without loading Pipecat."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the demo's options to ``parser`` (shared with ``pipecat-waves demo``)."""
+    parser.add_argument(
+        "-o", "--output", default="demo.wav", help="WAV file to write (default: %(default)s)"
+    )
+    parser.add_argument("--voice", default="avery", help="voice id (default: %(default)s)")
+    parser.add_argument(
+        "--api-key", help="Waves API key (default: $WAVES_API_KEY or $SMALLEST_API_KEY)"
+    )
+    parser.add_argument("--base-url", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--backend", choices=("piper", "tone"), default="piper", help=argparse.SUPPRESS
+    )
+    parser.add_argument("--verbose", action="store_true", help="show library logs")
