@@ -48,13 +48,20 @@ class WavesConnectError(Exception):
     Attributes:
         retry_after_s: Suggested wait before the next attempt, or None.
         permanent: Retrying cannot help (for example a rejected API key).
+        refused: The server is up but turned the connection away (HTTP 429).
     """
 
     def __init__(
-        self, message: str, *, permanent: bool = False, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        permanent: bool = False,
+        refused: bool = False,
+        retry_after_s: float | None = None,
     ):
         super().__init__(message)
         self.permanent = permanent
+        self.refused = refused
         self.retry_after_s = retry_after_s
 
 
@@ -135,6 +142,7 @@ async def open_socket(
                 "Waves refused the connection: concurrency limit reached (HTTP 429). "
                 "Retrying with backoff; lower the number of simultaneous sessions or raise "
                 "the account's concurrency.",
+                refused=True,
                 retry_after_s=_retry_after(e.response.headers),
             ) from None
         raise WavesConnectError(f"Waves at {host} answered HTTP {status} to the upgrade") from None
@@ -241,6 +249,6 @@ class Lane:
         await self._handlers.on_closed(self.id, code, reason)
 
 
-def is_concurrency_rejection(code: int | None) -> bool:
-    """Whether a close code says the account's concurrency limit was hit."""
+def is_refusal_close(code: int | None) -> bool:
+    """Whether a close code says the server turned the socket away (a limit was hit)."""
     return code == CLOSE_POLICY_VIOLATION

@@ -28,7 +28,7 @@ from pipecat_waves.connection import (
     Lane,
     LaneHandlers,
     WavesConnectError,
-    is_concurrency_rejection,
+    is_refusal_close,
     live_url,
     open_socket,
 )
@@ -49,6 +49,10 @@ TOKEN_MODE_BUFFER_DELAY_MS = 500
 #: Longest the session timer sleeps, and how late after a deadline it wakes
 #: (so a deadline is never checked a hair too early and missed).
 MAX_TIMER_SLEEP_S = 5.0
+
+#: An outage (no connection can be opened) is reported once it lasts this long;
+#: a shorter one that a retry repairs is only logged.
+OUTAGE_REPORT_S = 3.0
 TIMER_SLACK_S = 0.005
 
 _ERROR_CATEGORIES = {
@@ -201,9 +205,10 @@ class WavesTTSService(TTSService):
             push_start_frame=True,
             push_stop_frames=True,
             push_text_frames=not word_timestamps,
-            # The end of a reply comes from the server's own signals (see
-            # WavesSession); this is only a safety net for a server gone quiet.
-            stop_frame_timeout_s=10.0,
+            # The end of a reply comes from evidence (see WavesSession): a reply
+            # merely queued behind others must not be cut short by a clock.
+            # This is only a safety net for a server that goes quiet for good.
+            stop_frame_timeout_s=30.0,
             sample_rate=sample_rate,
             settings=default_settings,
             **kwargs,
@@ -222,11 +227,11 @@ class WavesTTSService(TTSService):
             )
         )
         self._session_config = sn.SessionConfig(
-            complete_guard_s=turn_end_guard_s,
+            tail_guard_s=turn_end_guard_s,
             keepalive_interval_s=max(1.0, idle_timeout_s / 3),
             stall_probe_s=stall_timeout_s / 2,
             pong_timeout_s=stall_timeout_s / 2,
-            standby=standby_connection,
+            spare_connections=1 if standby_connection else 0,
         )
         self._session = sn.WavesSession(self._session_config)
         self._lanes: dict[int, Lane] = {}
@@ -237,10 +242,11 @@ class WavesTTSService(TTSService):
         self._fatal_error: str | None = None
         self._failed_contexts: set[str] = set()
         self._quick_failures = 0
-        self._concurrency_closes = 0
+        self._refusal_streak = 0
         self._timer_wakes_at: float | None = None
         self._gave_up = False
         self._outage_reported = False
+        self._outage_since: float | None = None
 
     def __repr__(self) -> str:
         # The key is deliberately absent.
@@ -269,7 +275,7 @@ class WavesTTSService(TTSService):
             return
         self._session_config.sample_rate = self.sample_rate
         self._running = True
-        self._open_lane("first connection")
+        self._act_on_control(self._session.start())
 
     async def start(self, frame: StartFrame):
         """Start the service; report a configuration error found in setup."""
@@ -324,7 +330,6 @@ class WavesTTSService(TTSService):
                 self._voice_params(),
                 time.monotonic(),
                 max_buffer_delay_ms=self._buffer_delay_ms,
-                seal=not self._is_streaming_tokens,
             )
         )
         self._wake_timer()
@@ -410,13 +415,17 @@ class WavesTTSService(TTSService):
             except WavesConnectError as e:
                 await self._call_event_handler("on_connection_error", str(e))
                 if e.permanent:
-                    self._session.lane_failed_to_open()
+                    self._session.connection_failed_to_open()
                     await self._give_up(str(e), ErrorCategory.AUTHENTICATION)
                     return
-                if attempt == 3 and not self._outage_reported:
-                    self._outage_reported = True
-                    await self.push_error(str(e), category=ErrorCategory.CONNECTIVITY)
-                logger.warning(f"{self}: {e} (attempt {attempt})")
+                if self._lanes and e.refused:
+                    # Working already: the server (or account) allows no more
+                    # sockets. Work with the ones open; that is not a failure.
+                    logger.info(f"{self}: {e}; going on with {len(self._lanes)} connection(s)")
+                    self._session.connection_failed_to_open()
+                    self._session.connection_limit_reached(len(self._lanes), time.monotonic())
+                    return
+                await self._note_outage(e)
                 await asyncio.sleep(e.retry_after_s or delay)
                 delay = min(delay * 2, max_delay)
                 continue
@@ -427,13 +436,37 @@ class WavesTTSService(TTSService):
             self._lanes[lane_id] = Lane(
                 lane_id, websocket, LaneHandlers(self._on_lane_message, self._on_lane_closed)
             )
-            self._outage_reported = False
             await self._call_event_handler("on_connected")
-            await self._act(self._session.lane_opened(lane_id, time.monotonic()))
+            await self._act(self._session.connection_opened(lane_id, time.monotonic()))
             self._wake_timer()
             return
 
+    async def _note_outage(self, error: WavesConnectError) -> None:
+        """No connection can be opened: log it once, and report it if it lasts."""
+        now = time.monotonic()
+        if self._outage_since is None:
+            self._outage_since = now
+            logger.warning(f"{self}: {error}")
+        else:
+            logger.debug(f"{self}: {error}")
+        if self._lanes or self._outage_reported:
+            return
+        if now - self._outage_since >= OUTAGE_REPORT_S:
+            # A user must act on an outage that retries do not fix; a brief one
+            # that a retry repairs is only a log line.
+            self._outage_reported = True
+            await self.push_error(
+                f"{error} No connection for {now - self._outage_since:.0f} s; still retrying.",
+                category=ErrorCategory.RATE_LIMIT if error.refused else ErrorCategory.CONNECTIVITY,
+            )
+
     async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
+        if self._outage_since is not None:
+            # A connection that answers ends an outage (one that opens and is
+            # turned away at once does not).
+            logger.info(f"{self}: reconnected after {time.monotonic() - self._outage_since:.1f} s")
+            self._outage_since = None
+            self._outage_reported = False
         try:
             event = rs.parse_message(message)
         except rs.ResponseError as e:
@@ -452,15 +485,24 @@ class WavesTTSService(TTSService):
         lane = self._lanes.pop(lane_id, None)
         if lane is None:
             return
-        retired = self._session.lane_role(lane_id) is sn.LaneRole.RETIRED
+        retired = self._session.connection_state(lane_id) is sn.ConnState.RETIRED
         if not retired and self._running:
             await self._judge_unexpected_close(lane, code, reason)
+            if is_refusal_close(code) and self._lanes and lane.messages_received == 0:
+                # Turned away while others work: the account allows no more sockets.
+                self._session.connection_limit_reached(len(self._lanes), time.monotonic())
         await self._call_event_handler("on_disconnected")
-        await self._act(self._session.lane_lost(lane_id, time.monotonic()))
+        await self._act(self._session.connection_lost(lane_id, time.monotonic()))
         self._wake_timer()
 
     async def _judge_unexpected_close(self, lane: Lane, code: int | None, reason: str) -> None:
-        """Decide what a connection closed by the server means: retry, back off, or give up."""
+        """Decide what a connection closed by the server means: routine, back off, or give up.
+
+        An idle close, or a drop mid-reply that a reconnect repairs, is routine
+        (the session logs it and resends what was not spoken). Only a close
+        that says the key is wrong, or a server that hangs up on every new
+        connection at once, is reported: no retry can fix those.
+        """
         closed = f"code {code}, {reason or 'no reason given'}"
         if _mentions_auth(reason) or code in _AUTH_CLOSE_CODES:
             await self._give_up(
@@ -469,37 +511,39 @@ class WavesTTSService(TTSService):
                 ErrorCategory.AUTHENTICATION,
             )
             return
-        # A server that accepts the handshake and hangs up at once, again and
-        # again, is refusing us for a reason backoff will not fix. (A close for
-        # the concurrency limit says what it is, and is waited out instead.)
         short_lived = time.monotonic() - lane.opened_at < 2.0 and not lane.messages_received
-        if not is_concurrency_rejection(code):
-            self._quick_failures = self._quick_failures + 1 if short_lived else 0
-        if self._quick_failures >= 4:
+        if is_refusal_close(code) and short_lived:
+            if self._lanes:
+                # Refused while other connections work: a socket limit, not a failure.
+                logger.info(f"{self}: Waves turned connection {lane.id} away ({closed})")
+                return
+            await self._note_outage(
+                WavesConnectError(
+                    f"Waves turned the connection away ({closed}): the account's concurrency "
+                    "limit is reached. Retrying with backoff; run fewer sessions at once or "
+                    "raise the account's concurrency.",
+                    refused=True,
+                )
+            )
+            self._refusal_streak += 1
+            await asyncio.sleep(min(self._backoff[0] * 2**self._refusal_streak, self._backoff[1]))
+            return
+        self._refusal_streak = 0
+        self._quick_failures = self._quick_failures + 1 if short_lived else 0
+        if self._quick_failures >= _QUICK_FAILURES_TO_GIVE_UP:
             await self._give_up(
                 f"Waves closed {self._quick_failures} connections in a row right after opening "
-                f"them (last: {closed}). Check the api_key, base_url and account limits.",
+                f"them (last: {closed}). Check the api_key, base_url and the account's "
+                "concurrency limit.",
                 ErrorCategory.CONNECTIVITY,
             )
             return
-        logger.warning(
-            f"{self}: connection {lane.id} closed by the server ({closed}); "
-            "resending unfinished text on another"
-        )
-        if is_concurrency_rejection(code):
-            self._concurrency_closes += 1
-            if self._concurrency_closes == 1:  # once per streak, not per attempt
-                await self.push_error(
-                    f"Waves closed the connection: {reason or 'concurrency limit'} (1008). "
-                    "Retrying with backoff; raise the account's concurrency or run fewer "
-                    "sessions at once.",
-                    category=ErrorCategory.RATE_LIMIT,
-                )
-            await asyncio.sleep(
-                min(self._backoff[0] * 2**self._concurrency_closes, self._backoff[1])
-            )
+        if short_lived:
+            # Closed at once: wait before the next attempt instead of hammering.
+            logger.warning(f"{self}: Waves closed connection {lane.id} at once ({closed})")
+            await asyncio.sleep(min(self._backoff[0] * 2**self._quick_failures, self._backoff[1]))
         else:
-            self._concurrency_closes = 0
+            logger.debug(f"{self}: Waves closed connection {lane.id} ({closed})")
 
     async def _give_up(self, message: str, category: ErrorCategory) -> None:
         """Report a failure no retry can fix, once, and stop reconnecting."""
@@ -534,24 +578,33 @@ class WavesTTSService(TTSService):
     # --------------------------------------------------------------- outputs
 
     def _act_on_control(self, outputs: list[sn.Output]) -> None:
-        """Carry out the outputs that need no await (sends, closes, opens)."""
+        """Carry out the outputs that need no await (sends, closes, opens, logs)."""
         for output in outputs:
             if isinstance(output, sn.Send):
-                lane = self._lanes.get(output.lane)
+                lane = self._lanes.get(output.conn)
                 if lane is not None:
                     lane.send(output.message)
-            elif isinstance(output, sn.CloseLane):
-                lane = self._lanes.get(output.lane)
+            elif isinstance(output, sn.CloseConnection):
+                lane = self._lanes.get(output.conn)
                 if lane is not None:
-                    logger.debug(f"{self}: closing connection {output.lane} ({output.reason})")
+                    logger.debug(f"{self}: closing connection {output.conn} ({output.reason})")
                     lane.close()
-            elif isinstance(output, sn.LaneStalled):
-                lane = self._lanes.get(output.lane)
+            elif isinstance(output, sn.AbortConnection):
+                lane = self._lanes.get(output.conn)
                 if lane is not None:
-                    logger.warning(f"{self}: connection {output.lane} went silent; dropping it")
+                    logger.warning(f"{self}: dropping connection {output.conn} ({output.reason})")
                     lane.abort()
-            elif isinstance(output, sn.OpenLane):
+            elif isinstance(output, sn.OpenConnection):
                 self._open_lane(output.reason)
+            elif isinstance(output, sn.Notice):
+                logger.log(output.level.upper(), f"{self}: {output.message}")
+            elif isinstance(output, sn.ContextRetrying):
+                when = (
+                    "when our previous reply frees its slot"
+                    if output.delay_s is None
+                    else f"in {output.delay_s:.2f} s"
+                )
+                logger.info(f"{self}: Waves refused a reply ({output.error.message}); retry {when}")
 
     async def _act(self, outputs: list[sn.Output]) -> None:
         """Carry out what the session asked for, in order."""
@@ -561,27 +614,28 @@ class WavesTTSService(TTSService):
             elif isinstance(output, sn.WordOut):
                 await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
             elif isinstance(output, sn.ContextFinished):
-                self._session.forget(output.context_id)
                 if self.audio_context_available(output.context_id):
                     await self.remove_audio_context(output.context_id)
             elif isinstance(output, sn.ContextFailed):
                 await self._fail_context(output)
-            elif isinstance(output, sn.LaneError):
-                category = _category(output.error)
-                message = f"Waves error: {output.error.message}"
-                if category is ErrorCategory.AUTHENTICATION:
-                    await self._give_up(
-                        f"{message}. Check the api_key (or WAVES_API_KEY).", category
-                    )
-                else:
-                    await self.push_error(message, category=category)
-            elif isinstance(output, sn.ContextRetrying):
-                logger.warning(
-                    f"{self}: Waves refused a reply ({output.error.message}); "
-                    f"retrying in {output.delay_s:.2f} s"
-                )
+            elif isinstance(output, sn.UnattributedError):
+                await self._on_unattributed_error(output)
             else:
                 self._act_on_control([output])
+
+    async def _on_unattributed_error(self, output: sn.UnattributedError) -> None:
+        """An error that failed no reply: fatal only if it is about the key."""
+        category = _category(output.error)
+        if category is ErrorCategory.AUTHENTICATION:
+            await self._give_up(
+                f"Waves error: {output.error.message}. Check the api_key (or WAVES_API_KEY).",
+                category,
+            )
+        else:
+            logger.warning(
+                f"{self}: Waves reported an error on connection {output.conn} that no reply "
+                f"waits on: {output.error.message}"
+            )
 
     async def _push_audio(self, output: sn.AudioOut) -> None:
         # Only a context Pipecat still plays may take audio: an interrupted
@@ -606,12 +660,17 @@ class WavesTTSService(TTSService):
 
     async def _fail_context(self, output: sn.ContextFailed) -> None:
         error = output.error
+        if _category(error) is ErrorCategory.AUTHENTICATION:
+            await self._give_up(
+                f"Waves error: {error.message}. Check the api_key (or WAVES_API_KEY).",
+                ErrorCategory.AUTHENTICATION,
+            )
+            return
         message = f"Waves could not synthesize this reply: {error.message}"
         if error.code:
             message += f" ({error.code})"
         message += _fix_for(error)
         frame = ErrorFrame(error=message, category=_category(error))
-        self._session.forget(output.context_id)
         self._failed_contexts.add(output.context_id)
         if self.audio_context_available(output.context_id):
             # Through the audio queue, so the error and the TTSStoppedFrame that
@@ -621,6 +680,9 @@ class WavesTTSService(TTSService):
         else:
             await self.push_error_frame(frame)
 
+
+#: Connections closed right after opening, in a row, before the service gives up.
+_QUICK_FAILURES_TO_GIVE_UP = 6
 
 #: Close codes some servers use for a rejected credential.
 _AUTH_CLOSE_CODES = frozenset({4001, 4003, 4401, 4403})

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from pipecat_waves.protocol.constants import DEFAULT_MAX_BUFFER_DELAY_MS, MAX_FRAGMENT_CHARS
+from pipecat_waves.protocol.constants import DEFAULT_MAX_BUFFER_DELAY_MS
 
 M = TypeVar("M")
 
@@ -39,6 +39,12 @@ _SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\
 
 #: Shortest buffer (stripped) that a sentence boundary releases by default.
 DEFAULT_MIN_SENTENCE_CHARS = 8
+
+#: Longest segment the server releases by default. The real limit is
+#: undocumented; it sits well below the 250 characters a client may send in
+#: one fragment, so that a fragment the client deems small can still come back
+#: as several segments. A client must never count segments against fragments.
+STRICT_MAX_CHUNK_CHARS = 120
 
 
 class ReleaseReason(enum.Enum):
@@ -108,7 +114,7 @@ class ContinuationBuffer(Generic[M]):
         self,
         *,
         min_sentence_chars: int = DEFAULT_MIN_SENTENCE_CHARS,
-        max_chunk_chars: int = MAX_FRAGMENT_CHARS,
+        max_chunk_chars: int = STRICT_MAX_CHUNK_CHARS,
         default_delay_ms: int = DEFAULT_MAX_BUFFER_DELAY_MS,
     ) -> None:
         if max_chunk_chars < 1:

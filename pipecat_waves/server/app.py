@@ -70,8 +70,13 @@ class _LiveEndpoint:
             if state.behaviour.reject_with == "http_429":
                 return too_many_response()
             return await self._accept_and_refuse(request)
+        # No autoclose: the connection answers the client's close itself, after
+        # freeing its concurrency slots (see LiveConnection.run).
         ws = web.WebSocketResponse(
-            max_msg_size=_TRANSPORT_MAX_MSG, autoping=True, timeout=_CLOSE_TIMEOUT_S
+            max_msg_size=_TRANSPORT_MAX_MSG,
+            autoping=True,
+            autoclose=False,
+            timeout=_CLOSE_TIMEOUT_S,
         )
         await ws.prepare(request)
         return await self._serve(request, ws)

@@ -10,13 +10,34 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipecat_waves.protocol.constants import DEFAULT_IDLE_TIMEOUT_S, MAX_FRAGMENT_CHARS
-from pipecat_waves.protocol.continuation import DEFAULT_MIN_SENTENCE_CHARS
+from pipecat_waves.protocol.constants import DEFAULT_IDLE_TIMEOUT_S
+from pipecat_waves.protocol.continuation import DEFAULT_MIN_SENTENCE_CHARS, STRICT_MAX_CHUNK_CHARS
 
 
 @dataclass
 class ServerBehaviour:
-    """How the local server behaves. Every field has a realistic default.
+    """How the local server behaves.
+
+    The defaults are the *strictest* documented reading of the protocol: where
+    the documents allow a behaviour but do not promise it, the default leaves
+    it out, so a client tested against the defaults relies only on what is
+    promised. Concretely, by default the server:
+
+    * never echoes the client's ``request_id`` (the echo is documented, but
+      whether it survives continuations is not; a client must attribute
+      frames by send order and the server's own ``request_id``);
+    * honours ``cancel_request`` only as documented: buffered text is
+      dropped, while a segment already released keeps streaming its audio and
+      still sends its ``complete``;
+    * sends one ``complete`` per released segment, immediately;
+    * releases segments by its own rules with a size limit
+      (:data:`~pipecat_waves.protocol.continuation.STRICT_MAX_CHUNK_CHARS`)
+      below the client's 250-character fragment limit, so one fragment may
+      come back as several segments;
+    * holds a context's concurrency slot until its audio is done, even after
+      the context was closed or cancelled.
+
+    The other fields switch on each alternative reading (or inject faults).
 
     Attributes:
         ttfb_ms: Delay before a segment's first audio chunk.
@@ -25,7 +46,8 @@ class ServerBehaviour:
         handshake_delay_ms: Delay before the upgrade is answered (stands in
             for TLS and network round trips).
         echo_external_request_id: Echo the client's ``request_id`` as
-            ``external_request_id`` on chunk, word and complete frames.
+            ``external_request_id`` on every frame that answers a request
+            (chunk, word, complete and error frames). Off by default.
         complete_delay_ms: Delay between a segment's last chunk and its
             ``complete``; the next segment does not wait for it.
         coalesce_complete: When a segment starts while an earlier delayed
@@ -34,6 +56,7 @@ class ServerBehaviour:
             of a context-less request, as the oldest docs describe.
         cancel_stops_inflight: ``cancel_request`` also stops the context's
             queued and playing segments (no more chunks, no ``complete``).
+            Off by default: cancel drops only buffered text.
         drop_after_chunks: Abort the TCP connection (no close frame) once a
             connection has sent this many chunks. Fires once per server.
         error_on_request: Answer the Nth synthesis-bearing message (1-based,
@@ -42,10 +65,13 @@ class ServerBehaviour:
         reject_with: How an excess socket is turned away: accepted then closed
             with 1008, or HTTP 429 before the upgrade.
         max_active_contexts: Most contexts synthesizing at once across the
-            server (the account's concurrency). The first fragment of a context
-            over the limit is answered with a ``CONCURRENCY_LIMIT`` error frame;
-            a context holds its slot until it is closed, cancelled or its
-            socket ends.
+            server (the account's concurrency). The first text-bearing
+            fragment of a context over the limit is answered with a
+            ``CONCURRENCY_LIMIT`` error frame. A context holds its slot from
+            its first text until it has ended (``continue: false``,
+            ``context_close`` or ``cancel_request``) *and* every segment it
+            released has finished or been stopped; closing the socket frees
+            its slots at once. Context-less requests take no slot.
         ping_supported: Answer ``{"type": "ping"}`` with a pong; when False the
             server treats it like any message without text and answers with a
             validation error, as a server predating the keep-alive would.
@@ -56,8 +82,21 @@ class ServerBehaviour:
             without closing: no frames at all, not even pongs. Once per server.
         error_shape: ``"nested"`` (``error: {code, message}``) or ``"flat"``.
         word_timestamp_voices: Voices that emit word timestamps (``None``: all).
-        min_sentence_chars: Shortest buffer a sentence boundary releases.
-        max_chunk_chars: Longest buffer before a size release.
+        word_time_reference: What word ``start``/``end`` are measured from:
+            ``"segment"`` (documented: the start of that segment's audio, so
+            times restart with every server ``request_id``) or ``"context"``
+            (the start of the context's audio on this connection: the audio
+            already sent for its earlier segments is added). Context-less
+            requests are always timed from their own start.
+        min_sentence_chars: Shortest buffer a sentence boundary releases. A
+            large value (say 200) merges several sentences into one segment,
+            released by ``continue: false``, the size rule or the delay.
+        max_chunk_chars: Longest buffer before a size release. A small value
+            (say 30) splits one sentence into several segments.
+        buffer_delay_override_ms: When set, continuation buffers are released
+            this long after their first still-buffered fragment whatever
+            ``max_buffer_delay_ms`` the client asked for, so a pause in a token
+            stream releases half a sentence.
         idle_timeout_s: Idle timeout when the URL gives no ``?timeout=``.
         split_odd_bytes: Cut audio into odd-sized chunks, so chunks end in
             the middle of a 16-bit sample.
@@ -70,11 +109,11 @@ class ServerBehaviour:
     chunk_ms: float = 150
     chunk_interval_ms: float = 0
     handshake_delay_ms: float = 0
-    echo_external_request_id: bool = True
+    echo_external_request_id: bool = False
     complete_delay_ms: float = 0
     coalesce_complete: bool = False
     close_after_one_shot_complete: bool = False
-    cancel_stops_inflight: bool = True
+    cancel_stops_inflight: bool = False
     drop_after_chunks: int | None = None
     error_on_request: int | None = None
     max_connections: int | None = None
@@ -85,8 +124,10 @@ class ServerBehaviour:
     stall_after_chunks: int | None = None
     error_shape: Literal["nested", "flat"] = "nested"
     word_timestamp_voices: frozenset[str] | None = None
+    word_time_reference: Literal["segment", "context"] = "segment"
     min_sentence_chars: int = DEFAULT_MIN_SENTENCE_CHARS
-    max_chunk_chars: int = MAX_FRAGMENT_CHARS
+    max_chunk_chars: int = STRICT_MAX_CHUNK_CHARS
+    buffer_delay_override_ms: int | None = None
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     split_odd_bytes: bool = False
     interleave_contexts: bool = False

@@ -17,6 +17,9 @@ Choices where the protocol is open:
 * ``cancel_request`` drops buffered text and, when ``cancel_stops_inflight``,
   also the context's queued and playing segments, and any ``complete`` they
   still owe.
+* A context's concurrency slot outlives the context while audio it released
+  is still owed: an account is busy as long as it is being spoken to. A
+  segment is done once its ``complete`` goes out (or it was stopped).
 * Only client frames reset the idle timer; audio being sent does not.
 * ``error_on_request`` answers the failing message with an error frame and
   drops what its context had buffered, as a failed synthesis would.
@@ -73,6 +76,34 @@ class _Fragment:
 
 
 @dataclass
+class _Timeline:
+    """Seconds of audio sent so far for one context (``word_time_reference``)."""
+
+    sent_s: float = 0.0
+
+
+@dataclass
+class _ContextUse:
+    """A context of this connection that holds a concurrency slot.
+
+    Attributes:
+        timeline: Audio sent for the context, which context-relative word
+            times are measured from.
+        ended: ``continue: false``, ``context_close`` or ``cancel_request``
+            came after its last text; the slot goes once nothing is owed.
+        closed: Ended by ``continue: false`` or ``context_close`` (not by a
+            cancel, after which the context stays open): new text starts a
+            new context under the same id, with a timeline of its own.
+        outstanding: Released segments not yet finished or stopped.
+    """
+
+    timeline: _Timeline = field(default_factory=_Timeline)
+    ended: bool = False
+    closed: bool = False
+    outstanding: int = 0
+
+
+@dataclass
 class _Job:
     """A released segment waiting for, or in, synthesis."""
 
@@ -80,6 +111,9 @@ class _Job:
     params: VoiceParams
     envelope: Envelope
     one_shot: bool
+    use: _ContextUse | None = None
+    timeline: _Timeline | None = None  # its context's, as it was when released
+    settled: bool = False  # finished or stopped; no longer holds its context's slot
 
     @property
     def cancelled(self) -> bool:
@@ -130,6 +164,7 @@ class LiveConnection:
         self._lanes: dict[object, _Lane] = {}
         self._jobs: list[_Job] = []  # queued or playing, for cancel_request
         self._context_params: dict[str | None, VoiceParams] = {}
+        self._contexts: dict[str, _ContextUse] = {}  # those holding a slot
         self._pending_completes: dict[int, tuple[_Job, asyncio.Task[None]]] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._chunks_sent = 0
@@ -140,7 +175,12 @@ class LiveConnection:
     # ------------------------------------------------------------- lifecycle
 
     async def run(self) -> None:
-        """Read frames until the socket closes, then end every context."""
+        """Read frames until the socket closes, then end every context.
+
+        The socket is prepared without ``autoclose``: when the client closes,
+        this method frees the connection's slots *before* answering the close,
+        so a client whose close handshake has finished finds them free.
+        """
         timer = asyncio.create_task(self._timer_loop())
         try:
             async for msg in self._ws:
@@ -150,21 +190,30 @@ class LiveConnection:
             logger.exception(f"live connection {self.record.id} failed")
         finally:
             self._gone = True
+            self._end_all_contexts()
             timer.cancel()
-            await self._shutdown()
-            self.record.closed = True
-            self.record.close_code = self._ws.close_code
-            logger.info(f"live connection {self.record.id} closed ({self._ws.close_code})")
+            try:
+                if not self._ws.closed:
+                    await self._ws.close()
+            finally:
+                await self._shutdown()
+                self.record.closed = True
+                self.record.close_code = self._ws.close_code
+                logger.info(f"live connection {self.record.id} closed ({self._ws.close_code})")
 
     async def close(self, code: int = 1001, message: bytes = b"server shutting down") -> None:
         """Close the socket from the server side."""
         await self._ws.close(code=code, message=message)
 
-    async def _shutdown(self) -> None:
+    def _end_all_contexts(self) -> None:
+        """Forget every context and free its slot; no await, so nothing sees it half done."""
         self._buffer.close_all()
+        self._contexts.clear()
         self._state.context_slots = {
             key for key in self._state.context_slots if key[0] != self.record.id
         }
+
+    async def _shutdown(self) -> None:
         tasks = [lane.task for lane in self._lanes.values() if lane.task]
         tasks += [task for _, task in self._pending_completes.values()]
         for task in tasks:
@@ -246,16 +295,20 @@ class LiveConnection:
         rid, sid = raw.get("request_id"), raw.get("session_id")
         return Envelope(
             session_id=self.session_id,
-            external_request_id=rid if is_valid_id(rid) else None,
+            external_request_id=self._echo(rid if is_valid_id(rid) else None),
             external_session_id=sid if is_valid_id(sid) else None,
         )
 
     def _request_envelope(self, request: LiveRequest) -> Envelope:
         return Envelope(
             session_id=self.session_id,
-            external_request_id=request.request_id,
+            external_request_id=self._echo(request.request_id),
             external_session_id=request.session_id,
         )
+
+    def _echo(self, request_id: str | None) -> str | None:
+        """The ``external_request_id`` to send, if the echo is switched on."""
+        return request_id if self._state.behaviour.echo_external_request_id else None
 
     # -------------------------------------------------------------- requests
 
@@ -266,14 +319,17 @@ class LiveConnection:
         elif kind is RequestKind.PING:
             await self._send(pong_message())
         elif kind is RequestKind.CANCEL:
-            self._release_slot(request.context_id)
             self._cancel(request.context_id)
+            self._end_context(request.context_id, closed=False)
         elif kind is RequestKind.CLOSE:
-            self._release_slot(request.context_id)
             dropped = self._buffer.close(request.context_id)
             logger.debug(f"context {request.context_id} closed, dropped {len(dropped)} chars")
+            self._end_context(request.context_id, closed=True)
         elif await self._accept_synthesis(request):
             self._enqueue(self._releases(request))
+            # Ended only now: what this message released must hold the slot first.
+            if not request.continue_:
+                self._end_context(request.context_id, closed=True)
         self._wake.set()  # buffer deadlines may have moved
 
     async def _accept_synthesis(self, request: LiveRequest) -> bool:
@@ -292,6 +348,8 @@ class LiveConnection:
             self._context_params[request.context_id] = params
         if request.text and self._state.count_synthesis_request():
             self._buffer.cancel(request.context_id)
+            if not request.continue_:
+                self._end_context(request.context_id, closed=True)
             await self._error(
                 "synthesis failed (injected error)",
                 "INTERNAL_ERROR",
@@ -301,38 +359,68 @@ class LiveConnection:
         return True
 
     async def _take_slot(self, request: LiveRequest) -> bool:
-        """Apply ``max_active_contexts``: a new context needs a free slot."""
+        """Apply ``max_active_contexts``: a new context needs a free slot.
+
+        Only text opens (or reopens) a context; a frame without text never
+        needs a slot. A context still holding its slot, even one that has
+        ended but still owes audio, takes new text without asking again.
+        """
         context_id = request.context_id
         if context_id is None or not request.text:
-            if context_id is not None and not request.continue_:
-                self._release_slot(context_id)
             return True
-        key = (self.record.id, context_id)
-        slots = self._state.context_slots
-        limit = self._state.behaviour.max_active_contexts
-        if key not in slots and limit is not None and len(slots) >= limit:
-            self._buffer.cancel(context_id)
-            await self._error(
-                f"Concurrency limit reached: {limit} active synthesis allowed",
-                "CONCURRENCY_LIMIT",
-                self._request_envelope(request),
-            )
-            return False
-        if request.continue_:
-            slots.add(key)
-        else:
-            slots.discard(key)
+        use = self._contexts.get(context_id)
+        if use is None:
+            slots = self._state.context_slots
+            limit = self._state.behaviour.max_active_contexts
+            if limit is not None and len(slots) >= limit:
+                self._buffer.cancel(context_id)
+                await self._error(
+                    f"Concurrency limit reached: {limit} active synthesis allowed",
+                    "CONCURRENCY_LIMIT",
+                    self._request_envelope(request),
+                )
+                return False
+            use = self._contexts[context_id] = _ContextUse()
+            slots.add((self.record.id, context_id))
+        elif use.closed:
+            # The same id after a close names a new context: its words are
+            # timed from its own first audio, not after the old one's.
+            use.timeline = _Timeline()
+        use.ended = use.closed = False
         return True
 
-    def _release_slot(self, context_id: str | None) -> None:
-        if context_id is not None:
+    def _end_context(self, context_id: str | None, *, closed: bool) -> None:
+        """Mark a context ended; its slot goes once its segments are done."""
+        use = self._contexts.get(context_id) if context_id is not None else None
+        if use is None:
+            return
+        use.ended = True
+        use.closed = use.closed or closed
+        self._free_if_done(context_id)
+
+    def _free_if_done(self, context_id: str | None) -> None:
+        if context_id is None:
+            return
+        use = self._contexts.get(context_id)
+        if use is not None and use.ended and use.outstanding <= 0:
+            del self._contexts[context_id]
             self._state.context_slots.discard((self.record.id, context_id))
+
+    def _settle(self, job: _Job) -> None:
+        """A segment finished or was stopped: it no longer holds its context's slot."""
+        if job.settled:
+            return
+        job.settled = True
+        if job.use is not None:
+            job.use.outstanding -= 1
+            self._free_if_done(job.segment.context_id)
 
     def _releases(self, request: LiveRequest) -> list[Release[_Fragment]]:
         now = self._loop.time()
         # Read the switches now: tests may change them between turns.
-        self._buffer.min_sentence_chars = self._state.behaviour.min_sentence_chars
-        self._buffer.max_chunk_chars = self._state.behaviour.max_chunk_chars
+        behaviour = self._state.behaviour
+        self._buffer.min_sentence_chars = behaviour.min_sentence_chars
+        self._buffer.max_chunk_chars = behaviour.max_chunk_chars
         meta = _Fragment(request.params, request.request_id, request.session_id)
         # A context-less request ends any legacy buffering (continue:false releases it).
         if request.kind is RequestKind.ONE_SHOT and not self._buffer.buffered(None):
@@ -347,12 +435,13 @@ class LiveConnection:
                 flush_delay_ms=flush_ms if isinstance(flush_ms, int) else None,
                 meta=meta,
             )
+        override = behaviour.buffer_delay_override_ms
         return self._buffer.feed(
             request.context_id,
             request.text,
             now=now,
             more=request.continue_,
-            delay_ms=request.max_buffer_delay_ms,
+            delay_ms=request.max_buffer_delay_ms if override is None else override,
             meta=meta,
         )
 
@@ -364,11 +453,13 @@ class LiveConnection:
         for job in self._jobs:
             if job.segment.context_id == context_id and not job.segment.completed:
                 job.segment.cancelled = True
+                self._settle(job)
         for key, (job, task) in list(self._pending_completes.items()):
             if job.segment.context_id == context_id:
                 job.segment.cancelled = True
                 task.cancel()
                 del self._pending_completes[key]
+                self._settle(job)
 
     # -------------------------------------------------------------- segments
 
@@ -377,6 +468,13 @@ class LiveConnection:
             job = self._make_job(release)
             if job is None:
                 continue
+            if release.context_id is not None:
+                job.use = self._contexts.get(release.context_id)
+                if job.use is not None:
+                    job.use.outstanding += 1
+                    # Taken now: a context reopened under the same id before
+                    # this segment plays gets a timeline this one must not use.
+                    job.timeline = job.use.timeline
             self._jobs.append(job)
             self._state.segments.append(job.segment)
             self._lane_for(release.context_id).queue.put_nowait(job)
@@ -394,11 +492,10 @@ class LiveConnection:
             request_id=request_id,
             external_request_id=meta.request_id,
         )
-        echo = self._state.behaviour.echo_external_request_id
         envelope = Envelope(
             request_id=request_id,
             session_id=self.session_id,
-            external_request_id=meta.request_id if echo else None,
+            external_request_id=self._echo(meta.request_id),
             external_session_id=meta.session_id,
         )
         one_shot = release.context_id is None
@@ -422,8 +519,10 @@ class LiveConnection:
                 logger.exception(f"segment {job.segment.request_id} failed")
                 await self._error("synthesis failed", "INTERNAL_ERROR", job.envelope)
             finally:
-                # A complete still pending is tracked in _pending_completes.
                 self._jobs.remove(job)
+                # A complete still pending settles the job when it goes out.
+                if id(job) not in self._pending_completes:
+                    self._settle(job)
 
     async def _stream(self, job: _Job) -> None:
         """Synthesize one segment and send its frames."""
@@ -458,6 +557,12 @@ class LiveConnection:
         size = chunk_size(synthesis.sample_rate, behaviour.chunk_ms, odd=behaviour.split_odd_bytes)
         words = list(self._words_for(job, synthesis))
         bytes_per_s = synthesis.sample_rate * 2
+        timeline = job.timeline
+        # Earlier segments of this context are done (a context's segments
+        # never overlap), so what its timeline holds now is where this one starts.
+        offset = 0.0
+        if behaviour.word_time_reference == "context" and timeline is not None:
+            offset = timeline.sent_s
         sent_bytes = 0
         word_index = 0
         for i, piece in enumerate(split_audio(synthesis.pcm, size)):
@@ -469,10 +574,15 @@ class LiveConnection:
                 return False
             job.segment.chunks_sent += 1
             sent_bytes += len(piece)
+            if timeline is not None:
+                # Audio the client actually got: a stopped segment adds only its part.
+                timeline.sent_s += len(piece) / bytes_per_s
             logger.debug(f"{job.segment.request_id}: chunk {i} ({len(piece)} bytes)")
             self._after_chunk()
-            word_index = await self._send_words(job, words, word_index, sent_bytes / bytes_per_s)
-        await self._send_words(job, words, word_index, math.inf)
+            word_index = await self._send_words(
+                job, words, word_index, sent_bytes / bytes_per_s, offset
+            )
+        await self._send_words(job, words, word_index, math.inf, offset)
         return self._live(job)
 
     def _words_for(self, job: _Job, synthesis: Synthesis) -> tuple[WordSpan, ...]:
@@ -482,13 +592,28 @@ class LiveConnection:
             return ()
         return synthesis.words
 
-    async def _send_words(self, job: _Job, words: list[WordSpan], start: int, sent_s: float) -> int:
-        """Send timestamps of words whose audio has been sent in full."""
+    async def _send_words(
+        self, job: _Job, words: list[WordSpan], start: int, sent_s: float, offset: float
+    ) -> int:
+        """Send timestamps of words whose audio has been sent in full.
+
+        Args:
+            job: The segment.
+            words: Its words, timed from the start of the segment's audio.
+            start: Index of the first word not sent yet.
+            sent_s: Seconds of the segment's audio sent so far.
+            offset: Added to the times sent (``word_time_reference``).
+
+        Returns:
+            Index of the first word still not sent.
+        """
         index = start
         while index < len(words) and words[index].end <= sent_s + 1e-9 and self._live(job):
             span = words[index]
             await self._send(
-                word_timestamp_message(job.envelope, index, span.word, span.start, span.end)
+                word_timestamp_message(
+                    job.envelope, index, span.word, span.start + offset, span.end + offset
+                )
             )
             index += 1
         return index
@@ -534,8 +659,12 @@ class LiveConnection:
             task.cancel()
             job.segment.coalesced = True
             del self._pending_completes[key]
+            self._settle(job)
 
     async def _send_complete(self, job: _Job) -> None:
+        # Settled before the frame goes out: a client that has read the last
+        # complete of an ended context may count on the slot being free.
+        self._settle(job)
         if not self._live(job):
             return
         if await self._send(complete_message(job.envelope)):

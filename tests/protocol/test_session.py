@@ -1,8 +1,12 @@
-"""Unit tests of the client-side session rules (no sockets, no event loop)."""
+"""Unit tests of the client-side session rules (no sockets, no event loop).
+
+The server is played by hand here: each test feeds the session the frames a
+server taking one reading or another of the protocol would send, and checks
+what comes out. ``test_session_property.py`` does the same with random
+segmentations, chunkings and completes.
+"""
 
 from __future__ import annotations
-
-import pytest
 
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
@@ -10,14 +14,16 @@ from pipecat_waves.protocol.requests import VoiceParams, parse_request
 
 RATE = 16000
 PARAMS = VoiceParams(voice_id="avery", sample_rate=RATE, word_timestamps=True)
+NO_WORDS = VoiceParams(voice_id="sophia", sample_rate=RATE, word_timestamps=False)
+SECOND = 2 * RATE  # bytes of one second of audio
 
 
 def make_session(**overrides) -> sn.WavesSession:
     return sn.WavesSession(sn.SessionConfig(sample_rate=RATE, **overrides))
 
 
-def sends(outputs, lane=None):
-    return [o.message for o in outputs if isinstance(o, sn.Send) and lane in (None, o.lane)]
+def sends(outputs, conn=None):
+    return [o.message for o in outputs if isinstance(o, sn.Send) and conn in (None, o.conn)]
 
 
 def of_type(outputs, kind):
@@ -28,521 +34,402 @@ def env(rid, echo=None):
     return rs.Envelope(request_id=rid, external_request_id=echo)
 
 
-def chunk(rid, pcm, echo=None):
-    return rs.AudioChunk(env(rid, echo), pcm)
+def chunk(rid, seconds, echo=None):
+    return rs.AudioChunk(env(rid, echo), b"\x01\x00" * int(RATE * seconds))
+
+
+def word(rid, text, start, end, echo=None):
+    return rs.WordTimestamp(env(rid, echo), text, start, end)
 
 
 def complete(rid, echo=None):
     return rs.SegmentComplete(env(rid, echo))
 
 
-def opened(session, lane=1, now=0.0):
-    return session.lane_opened(lane, now)
+def error(message, code=None, rid=None, echo=None):
+    return rs.ServerError(env(rid, echo), message, code)
+
+
+def ready(session, conns=(1, 2), now=0.0, pings=True):
+    """Open the warm connections; answer the first ping (or refuse it)."""
+    out = session.start()
+    assert len(of_type(out, sn.OpenConnection)) == 2
+    for conn in conns:
+        out += session.connection_opened(conn, now)
+    probe = [o for o in out if isinstance(o, sn.Send) and o.message == {"type": "ping"}]
+    assert len(probe) == 1, "one ping learns whether the server answers them"
+    if pings:
+        session.receive(probe[0].conn, rs.Pong(), now)
+    else:
+        session.receive(probe[0].conn, error("'text' is required", "MISSING_FIELD"), now)
+    return out
+
+
+def say(session, reply, text, now=0.0, params=PARAMS, close=True):
+    out = session.send_text(reply, text, params, now, max_buffer_delay_ms=0)
+    if close:
+        out += session.close_context(reply, now)
+    return out
+
+
+def speak_words(session, conn, rid, words, now, start_s=0.0, base_s=0.0, per_word_s=0.1):
+    """Frames of a segment speaking ``words``: audio then timestamp for each word.
+
+    ``base_s`` is added to the times (a server timing words from the context's start).
+    """
+    out = []
+    t = start_s
+    for w in words:
+        out += session.receive(conn, chunk(rid, per_word_s), now)
+        out += session.receive(conn, word(rid, w, base_s + t, base_s + t + per_word_s), now)
+        t += per_word_s
+    return out
+
+
+def finished(outputs):
+    return [o.context_id for o in of_type(outputs, sn.ContextFinished)]
 
 
 # ------------------------------------------------------------------- sending
 
 
-def test_fragments_are_valid_requests_sharing_one_context():
+def test_fragments_are_valid_requests_of_one_context_on_the_oldest_connection():
     s = make_session()
-    opened(s)
+    ready(s)
     out = s.send_text("ctx-a", "Hello there. ", PARAMS, 0.0, max_buffer_delay_ms=0)
     out += s.send_text("ctx-a", "How are you?", PARAMS, 0.1, max_buffer_delay_ms=0)
     out += s.close_context("ctx-a", 0.2)
-    msgs = sends(out, lane=1)
+    msgs = sends(out)
+    assert msgs == sends(out, conn=1), "replies stay on one socket when they do not overlap"
     assert [m["text"] for m in msgs] == ["Hello there. ", "How are you?", ""]
     assert [m["continue"] for m in msgs] == [True, True, False]
     assert {m["context_id"] for m in msgs} == {"ctx-a"}
     assert all(m["request_id"] == "ctx-a" for m in msgs)
-    assert all(m["max_buffer_delay_ms"] == 0 for m in msgs)
-    for m in msgs:  # a strict server would accept every one of them
+    for m in msgs:  # a strict server accepts every one of them
         parse_request(m)
 
 
-def test_text_waits_for_a_connection_then_goes_out_in_order():
+def test_whitespace_alone_is_never_sent_and_long_text_is_cut_at_words():
     s = make_session()
-    out = s.send_text("c", "One. ", PARAMS, 0.0)
-    assert of_type(out, sn.OpenLane), "no connection yet: one must be opened"
-    assert not sends(out)
-    out = s.send_text("c", "Two. ", PARAMS, 0.1)
-    assert not of_type(out, sn.OpenLane), "the connection is already being opened"
-    out = opened(s, 7, 0.2)
-    assert [m["text"] for m in sends(out, 7)] == ["One. ", "Two. "]
+    ready(s)
+    out = s.send_text("r", " ", PARAMS, 0.0)
+    assert sends(out) == []
+    long = "word " * 120
+    out = say(s, "r", long)
+    texts = [m["text"] for m in sends(out)]
+    assert all(len(t) <= 250 for t in texts)
+    assert "".join(texts) == long, "leading space dropped, nothing else"
 
 
-def test_long_fragments_are_cut_at_word_boundaries():
+def test_empty_reply_finishes_without_a_word_to_the_server():
     s = make_session()
-    opened(s)
-    text = " ".join(["word"] * 120)  # 599 characters
-    msgs = sends(s.send_text("c", text, PARAMS, 0.0))
-    assert len(msgs) == 3
-    assert all(len(m["text"]) <= 250 for m in msgs)
-    assert "".join(m["text"] for m in msgs) == text
+    ready(s)
+    out = s.close_context("r", 0.0) + s.send_text("r", "", PARAMS, 0.0)
+    out = s.send_text("q", "", PARAMS, 0.0) + s.close_context("q", 0.0)
+    assert finished(out) == ["q"]
+    assert sends(out) == []
 
 
-# ------------------------------------------------------------ audio and turns
+# ------------------------------------------------------------ reply progress
 
 
-def test_audio_is_aligned_to_whole_samples_across_chunks():
+def test_a_sentence_split_by_the_server_is_over_only_when_every_word_is_spoken():
     s = make_session()
-    opened(s)
-    s.send_text("c", "Hi there.", PARAMS, 0.0)
-    a = s.receive(1, chunk("t1", b"\x01\x02\x03", echo="c"), 0.1)
-    b = s.receive(1, chunk("t1", b"\x04\x05", echo="c"), 0.2)
-    pcm = [o.pcm for o in of_type(a + b, sn.AudioOut)]
-    assert pcm == [b"\x01\x02", b"\x03\x04"]
-    c = s.receive(1, chunk("t1", b"\x06", echo="c"), 0.3)
-    assert [o.pcm for o in of_type(c, sn.AudioOut)] == [b"\x05\x06"]
+    ready(s)
+    say(s, "r", "One two three four five six.")
+    out = speak_words(s, 1, "t1", ["One", "two", "three"], 1.0)
+    out += s.receive(1, complete("t1"), 1.0)
+    out += s.poll(3.0)
+    assert finished(out) == [], "a complete counts for nothing: three words are missing"
+    out = speak_words(s, 1, "t2", ["four", "five", "six."], 3.0, base_s=0.0)
+    assert finished(out) == []
+    out = s.receive(1, complete("t2"), 3.1)
+    assert finished(out) == ["r"], "every word matched and the last segment completed"
 
 
-def test_reply_ends_the_moment_every_sentence_has_completed():
+def test_sentences_merged_by_the_server_end_on_the_one_complete():
     s = make_session()
-    opened(s)
-    s.send_text("c", "First sentence. ", PARAMS, 0.0)
-    s.send_text("c", "Second one.", PARAMS, 0.0)
-    s.close_context("c", 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    assert not of_type(s.receive(1, complete("t1", "c"), 0.2), sn.ContextFinished)
-    s.receive(1, chunk("t2", b"\x00\x00", "c"), 0.3)
-    out = s.receive(1, complete("t2", "c"), 0.4)
-    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
+    ready(s)
+    say(s, "r", "Hi. ")
+    out = say(s, "r", "Hi. How are you?")  # already closed: ignored
+    assert sends(out) == []
+    s2 = make_session()
+    ready(s2)
+    s2.send_text("m", "Hi there. ", PARAMS, 0.0)
+    s2.send_text("m", "How are you?", PARAMS, 0.0)
+    s2.close_context("m", 0.0)
+    out = speak_words(s2, 1, "t1", ["Hi", "there.", "How", "are", "you?"], 0.5)
+    out += s2.receive(1, complete("t1"), 0.6)
+    assert finished(out) == ["m"]
 
 
-def test_open_context_never_finishes_on_its_own():
+def test_delayed_or_missing_complete_costs_only_the_tail_guard():
+    s = make_session(tail_guard_s=0.25)
+    ready(s)
+    say(s, "r", "Quick reply.")
+    out = speak_words(s, 1, "t1", ["Quick", "reply."], 1.0)
+    assert finished(out) == []
+    assert s.next_deadline(1.0) <= 1.25 + 1e-9
+    assert finished(s.poll(1.2)) == []
+    assert finished(s.poll(1.26)) == ["r"]
+    # The delayed complete arrives later: nothing happens, nothing breaks.
+    assert s.receive(1, complete("t1"), 4.0) == []
+
+
+def test_without_timestamps_the_reply_waits_out_a_gap_guard_that_learns():
+    s = make_session(min_gap_guard_s=0.5)
+    ready(s)
+    say(s, "r", "No timing here. ", params=NO_WORDS, close=False)
+    # First audio 0.4 s after the text went out: the guard grows to 0.8 s.
+    s.receive(1, chunk("t1", 0.5), 0.4)
+    s.close_context("r", 0.45)
+    s.receive(1, complete("t1"), 0.5)
+    assert s.gap_guard_s == 0.8
+    assert finished(s.poll(1.0)) == [], "a complete alone proves nothing"
+    # A stand-in for the liveness check: the server answered a ping.
+    assert finished(s.poll(1.2)) == []  # quiet since the close at 0.45: 0.75 s < 0.8 s
+    out = s.poll(1.26)
+    pings = [m for m in sends(out, conn=1) if m == {"type": "ping"}]
+    assert pings and finished(out) == []
+    out = s.receive(1, rs.Pong(), 1.27)
+    assert finished(out) == ["r"]
+
+
+def test_a_reply_queued_on_the_server_is_never_given_up_by_a_clock():
     s = make_session()
-    opened(s)
-    s.send_text("c", "Still talking.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    s.receive(1, complete("t1", "c"), 0.2)
-    assert not of_type(s.poll(60.0), sn.ContextFinished)
+    ready(s)
+    say(s, "r", "Waiting my turn.")
+    for t in (5.0, 30.0, 120.0):
+        s.receive(1, rs.Pong(), t)  # the server is alive, just busy
+        out = s.poll(t)
+        assert not of_type(out, sn.ContextFinished | sn.ContextFailed)
+    assert s.is_live("r")
 
 
-def test_sentences_merged_by_server_buffering_end_after_the_silence_guard():
-    s = make_session(silence_guard_s=1.5)
-    opened(s)
-    s.send_text("c", "One. ", PARAMS, 0.0, max_buffer_delay_ms=3000)
-    s.send_text("c", "Two.", PARAMS, 0.0, max_buffer_delay_ms=3000)
-    s.close_context("c", 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    s.receive(1, complete("t1", "c"), 0.2)  # one segment for two sentences
-    assert not of_type(s.poll(1.6), sn.ContextFinished)
-    assert of_type(s.poll(1.71), sn.ContextFinished)
+def test_word_times_follow_the_audio_whichever_reference_the_server_uses():
+    for base in ("segment", "context"):
+        s = make_session()
+        ready(s)
+        say(s, "r", "Alpha beta. Gamma delta.")
+        out = speak_words(s, 1, "t1", ["Alpha", "beta."], 0.5)
+        out += s.receive(1, complete("t1"), 0.6)
+        offset = 0.2 if base == "context" else 0.0  # the first segment's audio
+        out += speak_words(s, 1, "t2", ["Gamma", "delta."], 0.7, base_s=offset)
+        times = [round(o.time_s, 6) for o in of_type(out, sn.WordOut)]
+        assert times == [0.0, 0.1, 0.2, 0.3], base
 
 
-def test_a_slow_sentence_is_waited_for_when_each_sentence_is_its_own_segment():
-    s = make_session(silence_guard_s=1.5, no_audio_timeout_s=8.0)
-    opened(s)
-    s.send_text("c", "Thank you. ", PARAMS, 0.0, max_buffer_delay_ms=0)
-    s.send_text("c", "A very long second sentence.", PARAMS, 0.0, max_buffer_delay_ms=0)
-    s.close_context("c", 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    s.receive(1, complete("t1", "c"), 0.2)
-    assert not of_type(s.poll(3.5), sn.ContextFinished), "its audio is still to come"
-    s.receive(1, chunk("t2", b"\x00\x00", "c"), 3.6)
-    out = s.receive(1, complete("t2", "c"), 3.7)
-    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
-
-
-def test_word_timestamps_covering_every_word_end_the_reply_at_once():
+def test_word_times_stay_in_step_when_completes_are_late():
     s = make_session()
-    opened(s)
-    s.send_text("c", "Hi there. ", PARAMS, 0.0, max_buffer_delay_ms=3000)
-    s.send_text("c", "Bye.", PARAMS, 0.0, max_buffer_delay_ms=3000)
-    s.close_context("c", 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00" * 100, "c"), 0.1)
-    for word in ("Hi", "there.", "Bye."):
-        s.receive(1, rs.WordTimestamp(env("t1", "c"), word, 0.0, 0.001), 0.1)
-    out = s.receive(1, complete("t1", "c"), 0.2)  # one merged segment, all words timed
-    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
-
-
-def test_missing_complete_ends_after_the_silence_guard():
-    s = make_session(silence_guard_s=1.5)
-    opened(s)
-    s.send_text("c", "One.", PARAMS, 0.0)
-    s.close_context("c", 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    assert not of_type(s.poll(1.5), sn.ContextFinished)
-    assert of_type(s.poll(1.61), sn.ContextFinished)
-
-
-def test_reply_with_no_audio_at_all_ends_after_the_no_audio_timeout():
-    s = make_session(no_audio_timeout_s=8.0)
-    opened(s)
-    s.send_text("c", "One.", PARAMS, 0.0)
-    s.close_context("c", 1.0)
-    assert not of_type(s.poll(8.9), sn.ContextFinished)
-    assert of_type(s.poll(9.01), sn.ContextFinished)
-
-
-def test_word_times_continue_across_segments():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "One two. ", PARAMS, 0.0)
-    s.send_text("c", "Three.", PARAMS, 0.0)
-    half_second = b"\x00\x00" * (RATE // 2)
-    s.receive(1, chunk("t1", half_second, "c"), 0.1)
-    s.receive(1, rs.WordTimestamp(env("t1", "c"), "One", 0.0, 0.2), 0.1)
-    s.receive(1, complete("t1", "c"), 0.2)
-    out = s.receive(1, rs.WordTimestamp(env("t2", "c"), "Three.", 0.1, 0.4), 0.3)
-    assert of_type(out, sn.WordOut) == [sn.WordOut("c", "Three.", pytest.approx(0.6))]
-
-
-# ------------------------------------------------------------- attribution
-
-
-def test_non_echoing_lane_attributes_to_its_only_reply_and_wants_a_standby():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    out = s.receive(1, chunk("t1", b"\x01\x00"), 0.1)
-    assert of_type(out, sn.AudioOut) == [sn.AudioOut("c", b"\x01\x00")]
-    assert s.lane_echoes(1) is False
-    assert of_type(out, sn.OpenLane), "a spare connection is warmed once echoes are known absent"
-
-
-def test_echoing_lane_keeps_no_standby():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    out = s.receive(1, chunk("t1", b"\x01\x00", "c"), 0.1)
-    assert s.lane_echoes(1) is True
-    assert not of_type(out + s.poll(0.2), sn.OpenLane)
-
-
-def test_second_reply_on_a_non_echoing_lane_moves_to_the_standby():
-    s = make_session()
-    opened(s, 1)
-    s.send_text("a", "First.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00"), 0.1)
-    opened(s, 2, 0.2)  # the standby
-    assert s.standby_lane == 2
-    s.close_context("a", 0.3)
-    out = s.send_text("b", "Second.", PARAMS, 0.4)
-    assert [m["text"] for m in sends(out, 2)] == ["Second."]
-    assert s.active_lane == 2
-    # Audio on lane 1 still belongs to a, audio on lane 2 to b.
-    assert of_type(s.receive(1, chunk("t1", b"\x01\x00"), 0.5), sn.AudioOut)[0].context_id == "a"
-    assert of_type(s.receive(2, chunk("u1", b"\x02\x00"), 0.5), sn.AudioOut)[0].context_id == "b"
-    # Once a has finished, lane 1 becomes the new standby.
-    s.receive(1, complete("t1"), 0.6)
-    assert s.standby_lane == 1
-
-
-def test_second_reply_waits_when_no_lane_can_tell_replies_apart():
-    s = make_session(standby=False)
-    opened(s, 1)
-    s.send_text("a", "First.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00"), 0.1)
-    s.close_context("a", 0.2)
-    assert not sends(s.send_text("b", "Second.", PARAMS, 0.3))
-    out = s.receive(1, complete("t1"), 0.4)
-    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("a")]
-    assert [m["text"] for m in sends(out, 1)] == ["Second."]
-
-
-def test_frames_of_unknown_echo_are_dropped_without_changing_echo_mode():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "Hi.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    assert s.receive(1, chunk("t9", b"\x00\x00", "someone-else"), 0.2) == []
-    assert s.lane_echoes(1) is True
+    ready(s)
+    say(s, "r", "Alpha beta. Gamma delta.")
+    out = speak_words(s, 1, "t1", ["Alpha", "beta."], 0.5)
+    # No complete for t1: the next segment still starts after its audio.
+    out += speak_words(s, 1, "t2", ["Gamma", "delta."], 0.7)
+    times = [round(o.time_s, 6) for o in of_type(out, sn.WordOut)]
+    assert times == [0.0, 0.1, 0.2, 0.3]
 
 
 # ---------------------------------------------------------------- barge-in
 
 
-def test_barge_in_on_echoing_lane_cancels_and_drops_late_audio_only():
+def test_barge_in_retires_the_connection_and_the_next_reply_takes_the_spare_at_once():
     s = make_session()
-    opened(s)
-    s.send_text("a", "A long reply. ", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.1)
-    out = s.interrupt(["a"], 0.2)
-    msgs = sends(out, 1)
-    assert msgs == [
-        {"text": "", "context_id": "a", "cancel_request": True, "voice_id": "avery"},
-        {"text": "", "context_id": "a", "context_close": True, "voice_id": "avery"},
-    ]
-    assert not of_type(out, sn.CloseLane), "an echoing lane stays"
-    assert s.receive(1, chunk("t1", b"\x05\x05", "a"), 0.3) == []
-    assert s.receive(1, chunk("t2", b"\x05\x05", "a"), 0.3) == []
-    out = s.send_text("b", "New reply.", PARAMS, 0.4)
-    assert sends(out, 1)
-    assert of_type(s.receive(1, chunk("u1", b"\x07\x00", "b"), 0.5), sn.AudioOut) == [
-        sn.AudioOut("b", b"\x07\x00")
-    ]
+    ready(s)
+    say(s, "r1", "A long reply that is playing. ", close=False)
+    s.receive(1, chunk("t1", 0.2), 0.5)
+    out = s.interrupt(["r1"], 0.6)
+    msgs = sends(out, conn=1)
+    assert any(m.get("cancel_request") for m in msgs)
+    assert any(m.get("context_close") for m in msgs)
+    assert [o.conn for o in of_type(out, sn.CloseConnection)] == [1]
+    # Late audio of the cancelled reply on the retired connection: dropped.
+    assert s.receive(1, chunk("t1", 0.2), 0.7) == []
+    out = say(s, "r2", "Sure.", now=0.7)
+    assert [m["text"] for m in sends(out, conn=2)] == ["Sure.", ""]
+    assert len(of_type(out, sn.OpenConnection)) == 1, "a new spare, in the background"
 
 
-def test_barge_in_on_non_echoing_lane_retires_it_and_uses_the_standby():
+def test_barge_in_after_all_audio_arrived_keeps_the_connection():
     s = make_session()
-    opened(s, 1)
-    s.send_text("a", "A long reply. ", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00"), 0.1)
-    opened(s, 2, 0.15)
-    out = s.interrupt(["a"], 0.2)
-    assert [m.get("cancel_request") for m in sends(out, 1)] == [True, None]
-    assert [c.lane for c in of_type(out, sn.CloseLane)] == [1]
-    assert s.active_lane == 2
-    # Whatever lane 1 still delivers is discarded.
-    assert s.receive(1, chunk("t1", b"\x05\x05"), 0.3) == []
-    assert s.receive(1, chunk("t7", b"\x05\x05"), 0.3) == []
-    out = s.send_text("b", "New reply.", PARAMS, 0.4)
-    assert [m["text"] for m in sends(out, 2)] == ["New reply."]
-    assert of_type(s.receive(2, chunk("u1", b"\x07\x00"), 0.5), sn.AudioOut)[0].context_id == "b"
+    ready(s)
+    say(s, "r1", "Done.")
+    s.receive(1, chunk("t1", 0.1), 0.2)
+    s.receive(1, word("t1", "Done.", 0.0, 0.1), 0.2)
+    assert finished(s.receive(1, complete("t1"), 0.2)) == ["r1"]
+    out = s.interrupt(["r1"], 0.3)  # still playing in Pipecat, nothing on the server
+    assert out == [] or not of_type(out, sn.CloseConnection)
 
 
-def test_barge_in_before_echo_is_known_replaces_the_lane_in_the_background():
+def test_late_complete_of_the_reply_before_is_not_taken_for_the_next_one():
+    s = make_session(min_gap_guard_s=0.3)
+    ready(s)
+    say(s, "r1", "First.")
+    s.receive(1, chunk("t1", 0.1), 0.1)
+    s.receive(1, word("t1", "First.", 0.0, 0.1), 0.1)
+    assert finished(s.poll(0.5)) == ["r1"]  # tail guard, complete still owed
+    say(s, "r2", "Second one.", now=0.6)
+    out = s.receive(1, complete("t1"), 0.7)  # the delayed complete of r1
+    out += s.poll(2.0)
+    assert finished(out) == [], "r2 has not said a word yet"
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def test_a_drop_resends_from_the_first_unspoken_word_on_a_new_context():
     s = make_session()
-    opened(s, 1)
-    s.send_text("a", "Reply.", PARAMS, 0.0)
-    out = s.interrupt(["a"], 0.1)
-    assert of_type(out, sn.CloseLane)
-    assert of_type(out, sn.OpenLane), "a replacement is opened right away, off the critical path"
-    out = s.send_text("b", "Next.", PARAMS, 0.2)
-    assert not sends(out), "queued until the replacement is up"
-    out = opened(s, 3, 0.3)
-    assert [m["text"] for m in sends(out, 3)] == ["Next."]
+    ready(s)
+    say(s, "r", "One two three. Four five six.")
+    speak_words(s, 1, "t1", ["One", "two"], 0.5)
+    out = s.connection_lost(1, 0.6)
+    msgs = sends(out)
+    assert {o.conn for o in of_type(out, sn.Send)} == {2}
+    assert [m["text"] for m in msgs] == ["three. Four five six.", ""]
+    assert msgs[0]["context_id"] == "r.2"
+    # The new context's audio continues the reply.
+    out = speak_words(s, 2, "u1", ["three.", "Four", "five", "six."], 0.8)
+    out += s.receive(2, complete("u1"), 0.9)
+    assert finished(out) == ["r"]
+    times = [round(o.time_s, 6) for o in of_type(out, sn.WordOut)]
+    assert times == [0.2, 0.3, 0.4, 0.5]
 
 
-def test_barge_in_of_unsent_text_sends_nothing():
+def test_a_stalled_connection_is_dropped_and_its_reply_moves_on():
+    s = make_session(stall_probe_s=1.0, pong_timeout_s=1.0)
+    ready(s)
+    say(s, "r", "Hello there.")
+    out = s.poll(1.1)
+    assert {"type": "ping"} in sends(out, conn=1)
+    out = s.poll(2.2)
+    assert [o.conn for o in of_type(out, sn.AbortConnection)] == [1]
+    out = s.connection_lost(1, 2.3)
+    assert [m["text"] for m in sends(out, conn=2)] == ["Hello there.", ""]
+
+
+def test_an_error_naming_no_request_fails_the_reply_waiting_on_that_connection():
+    s = make_session(tail_guard_s=0.1)
+    ready(s)
+    say(s, "r", "Hello.")
+    out = s.receive(1, error("voice not found", "INVALID_VOICE"), 0.2)
+    out += s.poll(0.5)
+    failed = of_type(out, sn.ContextFailed)
+    assert [f.context_id for f in failed] == ["r"]
+    assert of_type(out, sn.CloseConnection), "a connection that held a failed reply is replaced"
+    assert s.receive(1, error("again", "INVALID_VOICE"), 0.6) == []
+
+
+def test_concurrency_refusal_waits_for_our_own_reply_then_retries_once_per_reply():
     s = make_session()
-    s.send_text("a", "Never sent.", PARAMS, 0.0)
-    out = s.interrupt(["a"], 0.1)
-    assert not sends(out)
-    assert s.live_contexts() == []
-    assert not sends(opened(s, 1, 0.2))
-
-
-# --------------------------------------------------------------- reconnect
-
-
-def test_dropped_connection_resends_only_unfinished_sentences():
-    s = make_session()
-    opened(s, 1)
-    s.send_text("c", "One. ", PARAMS, 0.0)
-    s.send_text("c", "Two. ", PARAMS, 0.0)
-    s.send_text("c", "Three.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    s.receive(1, complete("t1", "c"), 0.2)
-    s.receive(1, chunk("t2", b"\x00\x00", "c"), 0.3)  # "Two." only partly received
-    out = s.lane_lost(1, 0.4)
-    assert of_type(out, sn.OpenLane)
-    out = opened(s, 2, 0.5)
-    msgs = sends(out, 2)
-    assert [m["text"] for m in msgs] == ["Two. ", "Three."]
-    assert {m["context_id"] for m in msgs} == {"c.1"}, "a fresh server-side context"
-    # Audio on the new lane still belongs to c.
-    assert (
-        of_type(s.receive(2, chunk("u1", b"\x01\x00", "c.1"), 0.6), sn.AudioOut)[0].context_id
-        == "c"
-    )
-
-
-def test_dropped_connection_resumes_after_the_last_spoken_word():
-    s = make_session()
-    opened(s, 1)
-    s.send_text("c", "Alpha beta gamma delta.", PARAMS, 0.0)
-    s.close_context("c", 0.0)
-    quarter = b"\x00\x00" * (RATE // 4)
-    s.receive(1, chunk("t1", quarter * 2, "c"), 0.1)  # 0.5 s received
-    s.receive(1, rs.WordTimestamp(env("t1", "c"), "Alpha", 0.0, 0.2), 0.1)
-    s.receive(1, rs.WordTimestamp(env("t1", "c"), "beta", 0.25, 0.45), 0.1)
-    s.receive(1, rs.WordTimestamp(env("t1", "c"), "gamma", 0.5, 0.8), 0.1)
-    s.lane_lost(1, 0.2)
-    msgs = sends(opened(s, 2, 0.3), 2)
-    assert [(m["text"], m["continue"]) for m in msgs] == [("gamma delta.", True), ("", False)]
-
-
-def test_dropped_connection_with_everything_received_resends_nothing():
-    s = make_session()
-    opened(s, 1)
-    s.send_text("c", "Done.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.1)
-    s.receive(1, complete("t1", "c"), 0.2)
-    s.lane_lost(1, 0.3)
-    msgs = sends(opened(s, 2, 0.4), 2)
-    assert msgs == []
-    out = s.send_text("c", "More.", PARAMS, 0.5)
-    assert [m["text"] for m in sends(out, 2)] == ["More."]
-
-
-# ------------------------------------------------------- liveness and errors
-
-
-def test_keepalive_ping_only_after_silence():
-    s = make_session(keepalive_interval_s=20.0)
-    opened(s, 1, 0.0)
-    assert not sends(s.poll(19.0))
-    assert sends(s.poll(20.0)) == [{"type": "ping"}]
-    assert not sends(s.poll(21.0)), "one ping outstanding at a time"
-    s.receive(1, rs.Pong(), 21.5)
-    assert not sends(s.poll(30.0))
-
-
-def test_stalled_lane_is_probed_then_declared_dead():
-    s = make_session(stall_probe_s=2.0, pong_timeout_s=2.0)
-    opened(s, 1, 0.0)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.5)
-    assert not sends(s.poll(2.4))
-    assert sends(s.poll(2.6)) == [{"type": "ping"}]
-    assert not of_type(s.poll(4.5), sn.LaneStalled)
-    assert of_type(s.poll(4.7), sn.LaneStalled) == [sn.LaneStalled(1)]
-
-
-def test_error_for_a_reply_fails_that_reply_only():
-    s = make_session()
-    opened(s, 1)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    err = rs.ServerError(env(None, "c"), "Invalid Voice ID", "INVALID_VOICE")
-    out = s.receive(1, err, 0.1)
-    assert not sends(out), "no second message that could earn a second error"
-    assert not sends(s.send_text("c", "More.", PARAMS, 0.15)), "nothing more is sent for it"
-    # Audio of a segment already under way still plays, then the failure comes.
-    assert of_type(s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.2), sn.AudioOut)
-    assert not of_type(s.poll(0.4), sn.ContextFailed)
-    assert of_type(s.poll(0.46), sn.ContextFailed) == [sn.ContextFailed("c", err)]
-    assert s.receive(1, chunk("t1", b"\x00\x00", "c"), 0.5) == []
-
-
-def test_error_with_no_reply_in_flight_is_reported_for_the_connection():
-    s = make_session()
-    opened(s, 1)
-    err = rs.ServerError(rs.Envelope(), "Connection timed out after 60 seconds of inactivity")
-    assert s.receive(1, err, 0.1) == [sn.LaneError(1, err)]
-
-
-def test_voice_change_mid_reply_moves_to_a_new_server_context():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "In one voice. ", PARAMS, 0.0)
-    other = VoiceParams(voice_id="liam", sample_rate=RATE, word_timestamps=True)
-    msgs = sends(s.send_text("c", "In another.", other, 0.1))
-    assert [(m["context_id"], m["text"], m["continue"]) for m in msgs] == [
-        ("c", "", False),
-        ("c.1", "In another.", True),
-    ]
-    assert msgs[1]["voice_id"] == "liam"
-
-
-def test_frames_without_a_request_id_form_one_segment_until_complete():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "One. ", PARAMS, 0.0, max_buffer_delay_ms=0)
-    s.send_text("c", "Two.", PARAMS, 0.0, max_buffer_delay_ms=0)
-    s.close_context("c", 0.0)
-    a = s.receive(1, rs.AudioChunk(rs.Envelope(), b"\x01\x02\x03"), 0.1)
-    b = s.receive(1, rs.AudioChunk(rs.Envelope(), b"\x04"), 0.1)
-    assert [o.pcm for o in of_type(a + b, sn.AudioOut)] == [b"\x01\x02", b"\x03\x04"]
-    assert not of_type(s.receive(1, rs.SegmentComplete(rs.Envelope()), 0.2), sn.ContextFinished)
-    s.receive(1, rs.AudioChunk(rs.Envelope(), b"\x05\x06"), 0.3)
-    out = s.receive(1, rs.SegmentComplete(rs.Envelope()), 0.4)
-    assert of_type(out, sn.ContextFinished) == [sn.ContextFinished("c")]
-
-
-def test_anonymous_error_right_after_a_cancel_does_not_fail_the_next_reply():
-    s = make_session()
-    opened(s)
-    s.send_text("a", "First.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.1)
-    s.interrupt(["a"], 0.2)
-    s.send_text("b", "Second.", PARAMS, 0.3)
-    err = rs.ServerError(rs.Envelope(), "Unknown context_id")
-    assert s.receive(1, err, 0.4) == []
-    assert s.is_live("b")
-    assert of_type(s.receive(1, chunk("u1", b"\x01\x00", "b"), 0.5), sn.AudioOut)
-
-
-def test_reply_refused_for_concurrency_is_resent_after_a_backoff():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "Hello. ", PARAMS, 0.0, max_buffer_delay_ms=0)
-    s.close_context("c", 0.0)
-    err = rs.ServerError(env(None, "c"), "Concurrency limit reached", "CONCURRENCY_LIMIT")
-    out = s.receive(1, err, 0.1)
+    ready(s)
+    say(s, "a", "First reply here.")
+    out = s.send_text("b", "Second reply. ", PARAMS, 0.1) + s.send_text("b", "More.", PARAMS, 0.1)
+    out += s.close_context("b", 0.1)
+    assert {o.conn for o in of_type(out, sn.Send)} == {2}
+    out = s.receive(2, error("Concurrency limit reached", "CONCURRENCY_LIMIT"), 0.2)
     retry = of_type(out, sn.ContextRetrying)
-    assert len(retry) == 1 and retry[0].delay_s > 0
+    assert len(retry) == 1 and retry[0].delay_s is None, "waits for our own reply"
+    # The other fragments' refusals belong to the same try.
+    assert s.receive(2, error("Concurrency limit reached", "CONCURRENCY_LIMIT"), 0.2) == []
+    out = s.poll(30.0)
     assert not of_type(out, sn.ContextFailed)
-    assert not sends(s.poll(0.1 + retry[0].delay_s / 2)), "not before the backoff"
-    msgs = sends(s.poll(0.1 + retry[0].delay_s + 0.01))
-    assert [(m["text"], m["continue"]) for m in msgs] == [("Hello. ", True), ("", False)]
-    assert msgs[0]["context_id"] == "c.1"
+    assert not [m for m in sends(out) if "text" in m]
+    speak_words(s, 1, "t1", ["First", "reply", "here."], 30.0)
+    out = s.receive(1, complete("t1"), 30.1)
+    assert finished(out) == ["a"]
+    resent = sends(out, conn=2)
+    assert [m["text"] for m in resent] == ["Second reply. More.", ""]
+    assert resent[0]["context_id"] == "b.2"
 
 
-def test_concurrency_refusals_give_up_after_a_few_tries():
-    s = make_session()
-    opened(s)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    now = 0.0
-    failed = []
-    for _ in range(sn.MAX_RATE_LIMIT_RETRIES + 1):
-        wire = s._contexts["c"].wire_id
-        now += 10.0
-        s.poll(now)
-        err = rs.ServerError(env(None, wire), "Too many concurrent requests")
-        failed += of_type(s.receive(1, err, now), sn.ContextFailed)
-        failed += of_type(s.poll(now + 1.0), sn.ContextFailed)
-    assert [f.context_id for f in failed] == ["c"]
+def test_refusals_with_nothing_of_ours_running_back_off_within_a_budget_then_fail_once():
+    s = make_session(retry_budget_s=1.0)
+    ready(s)
+    say(s, "r", "Hello.")
+    t, failures, tries = 0.1, [], 0
+    while t < 5.0:
+        out = s.receive(1, error("Too many requests", "RATE_LIMIT"), t)
+        failures += of_type(out, sn.ContextFailed)
+        tries += len(of_type(out, sn.ContextRetrying))
+        if failures:
+            break
+        t = s.next_deadline(t) + 0.01
+        out = s.poll(t)
+        assert [m["text"] for m in sends(out)] == ["Hello.", ""], "each retry resends it all"
+    assert len(failures) == 1
+    assert 2 <= tries <= 6
+    assert t < 2.0, "the total wait is bounded"
 
 
-def test_server_that_refuses_pings_is_not_pinged_again_and_not_reported():
+# ---------------------------------------------------------------- routine
+
+
+def test_idle_timeout_is_routine_and_the_connection_is_replaced():
     s = make_session(keepalive_interval_s=20.0)
-    opened(s, 1, 0.0)
-    assert sends(s.poll(20.0)) == [{"type": "ping"}]
-    refusal = rs.ServerError(rs.Envelope(), "'text' is required", "MISSING_FIELD")
-    assert s.receive(1, refusal, 20.1) == []
-    assert not sends(s.poll(60.0))
+    ready(s)
+    out = s.receive(2, error("Connection timed out after 10 seconds of inactivity"), 10.0)
+    assert of_type(out, sn.Notice) and not of_type(out, sn.UnattributedError)
+    out = s.connection_lost(2, 10.0)
+    assert not of_type(out, sn.OpenConnection), "one warm spare is left"
+    assert s.keepalive.interval_s == 5.0, "pings go out sooner than the server's timeout"
+    out = s.connection_lost(1, 10.0)
+    assert len(of_type(out, sn.OpenConnection)) == 1
 
 
-def test_server_that_keeps_streaming_a_cancelled_reply_loses_its_lane():
-    s = make_session(cancel_grace_s=0.3)
-    opened(s, 1)
-    s.send_text("a", "Long reply.", PARAMS, 0.0)
-    s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.1)
-    s.interrupt(["a"], 0.2)
-    s.send_text("b", "Next.", PARAMS, 0.25)
-    assert s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.4) == [], "within the grace: dropped"
-    out = s.receive(1, chunk("t1", b"\x00\x00", "a"), 0.6)
-    assert [c.lane for c in of_type(out, sn.CloseLane)] == [1]
-    assert of_type(out, sn.OpenLane), "the next reply moves to a fresh connection"
-    assert [m["text"] for m in sends(opened(s, 2, 0.7), 2)] == ["Next."]
-    # Later barge-ins on any lane retire it at once.
-    s.receive(2, chunk("u1", b"\x00\x00", "b"), 0.8)
-    assert of_type(s.interrupt(["b"], 0.9), sn.CloseLane)
+def test_a_refused_ping_turns_keepalive_off_and_stays_quiet():
+    s = make_session(keepalive_interval_s=5.0)
+    ready(s, pings=False)
+    assert s.keepalive.ping_supported is False
+    out = s.poll(100.0)
+    assert sends(out) == []
+    assert s.next_deadline(100.0) >= 105.0
 
 
-def test_ping_refusal_during_a_reply_does_not_fail_the_reply():
-    s = make_session(stall_probe_s=1.0)
-    opened(s, 1, 0.0)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    assert sends(s.poll(1.1)) == [{"type": "ping"}], "stall probe while audio is awaited"
-    refusal = rs.ServerError(rs.Envelope(), "'text' is required")
-    assert s.receive(1, refusal, 1.2) == []
-    assert s.is_live("c")
-    assert of_type(s.receive(1, chunk("t1", b"\x00\x00"), 1.3), sn.AudioOut)
+def test_a_refused_ping_on_a_busy_connection_does_not_fail_its_reply():
+    s = make_session()
+    s.start()
+    s.connection_opened(1, 0.0)
+    say(s, "r", "Hello.")  # goes out right behind the probe ping
+    out = s.receive(1, error("'text' is required", "MISSING_FIELD"), 0.01)
+    assert not of_type(out, sn.ContextFailed)
+    assert s.keepalive.ping_supported is False
 
 
-def test_a_real_error_during_a_probe_still_fails_the_reply():
-    s = make_session(stall_probe_s=1.0, complete_guard_s=0.25)
-    opened(s, 1, 0.0)
-    s.send_text("c", "Hello.", PARAMS, 0.0)
-    s.poll(1.1)
-    err = rs.ServerError(rs.Envelope(), "Invalid voice_id 'x'")
-    assert s.receive(1, err, 1.2) == []
-    assert of_type(s.poll(1.5), sn.ContextFailed) == [sn.ContextFailed("c", err)]
+# ------------------------------------------------------------- queueing
 
 
-def test_next_deadline_names_the_next_thing_poll_would_do():
-    s = make_session(keepalive_interval_s=20.0, stall_probe_s=2.0, complete_guard_s=0.25)
-    opened(s, 1, 0.0)
-    assert s.next_deadline(0.0) == pytest.approx(20.0), "idle: the keep-alive"
-    s.send_text("c", "One. ", PARAMS, 30.0, max_buffer_delay_ms=0)
-    assert s.next_deadline(30.0) == pytest.approx(32.0), "awaiting audio: the stall probe"
-    assert not sends(s.poll(31.9))
-    s.receive(1, chunk("t1", b"\x00\x00", "c"), 31.0)
-    s.close_context("c", 31.1)
-    # Closed mid-stream, no complete yet: the silence guard runs from the close.
-    assert s.next_deadline(31.1) == pytest.approx(32.6)
-    s.receive(1, complete("t1", "c"), 31.2)
-    assert not s.is_live("c"), "every sentence completed: over at once, nothing to wait for"
+def test_replies_queued_at_once_take_turns_with_no_clock():
+    s = make_session(max_replies_in_flight=2)
+    ready(s)
+    out = []
+    for name in ("a", "b", "c", "d"):
+        out += say(s, name, f"Reply {name} here.")
+    started = {m["context_id"] for m in sends(out) if m.get("text")}
+    assert started == {"a", "b"}
+    out = s.poll(60.0)
+    assert not of_type(out, sn.ContextFailed | sn.ContextFinished)
+    speak_words(s, 1, "t1", ["Reply", "a", "here."], 60.0)
+    out = s.receive(1, complete("t1"), 60.1)
+    assert finished(out) == ["a"]
+    assert {m["context_id"] for m in sends(out) if m.get("text")} == {"c"}
+
+
+def test_a_voice_change_mid_reply_waits_for_the_first_part_then_uses_a_new_context():
+    s = make_session()
+    ready(s)
+    s.send_text("r", "First part. ", PARAMS, 0.0)
+    liam = VoiceParams(voice_id="liam", sample_rate=RATE, word_timestamps=True)
+    out = s.send_text("r", "Second part.", liam, 0.1)
+    out += s.close_context("r", 0.1)
+    msgs = sends(out)
+    assert [(m["text"], m["continue"]) for m in msgs] == [("", False)]
+    out = speak_words(s, 1, "t1", ["First", "part."], 0.5)
+    out += s.receive(1, complete("t1"), 0.5)
+    msgs = sends(out)
+    assert [(m["voice_id"], m["text"], m["context_id"]) for m in msgs] == [
+        ("liam", "Second part.", "r.2"),
+        ("liam", "", "r.2"),
+    ]
+    out = speak_words(s, 1, "u1", ["Second", "part."], 0.8)
+    out += s.receive(1, complete("u1"), 0.9)
+    assert finished(out) == ["r"]

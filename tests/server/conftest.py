@@ -109,6 +109,17 @@ class Client:
         return await self.recv_until(lambda f: f.get("type") == "pong")
 
 
+def sent_as(server: LocalWavesServer, frame: dict[str, Any]) -> str | None:
+    """The client ``request_id`` behind a frame, read from the server's records.
+
+    Attributes frames without relying on the echo, which is off by default.
+    """
+    for segment in server.segments:
+        if segment.request_id == frame.get("request_id"):
+            return segment.external_request_id
+    return None
+
+
 def is_complete(frame: dict[str, Any]) -> bool:
     return frame.get("status") == "complete"
 

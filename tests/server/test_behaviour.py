@@ -9,6 +9,7 @@ import aiohttp
 import pytest
 
 from pipecat_waves.protocol.constants import LIVE_PATH
+from pipecat_waves.server import ToneBackend
 from tests.server.conftest import (
     AUTH,
     RATE,
@@ -17,6 +18,7 @@ from tests.server.conftest import (
     is_complete,
     of_status,
     request,
+    sent_as,
     tone,
     wait_until,
 )
@@ -86,20 +88,36 @@ async def test_split_odd_bytes_splits_samples_and_keeps_audio(make_server, conne
 # ---------------------------------------------------------------- envelopes
 
 
-async def test_echo_external_request_id_off(make_server, connect):
-    server = await make_server(echo_external_request_id=False)
+async def test_no_echo_of_request_id_by_default(server, connect):
     client = await connect(server)
     await client.send(
         request("No echo.", request_id="mine", session_id="sess", word_timestamps=True)
     )
     frames = await client.recv_until(is_complete)
-    assert {f["status"] for f in frames} == {"chunk", "word_timestamp", "complete"}
+    await client.send(fragment("Continued.", request_id="frag", session_id="sess"))
+    frames += await client.recv_until(is_complete)
+    await client.send(request("Bad rate.", sample_rate=1, request_id="bad", session_id="sess"))
+    frames.append(await client.recv())
+    assert {f["status"] for f in frames} == {"chunk", "word_timestamp", "complete", "error"}
     assert all("external_request_id" not in f for f in frames)
+    # The session id echo is not switched off.
     assert all(f["external_session_id"] == "sess" for f in frames)
-    assert server.segments[0].external_request_id == "mine"
+    assert [s.external_request_id for s in server.segments] == ["mine", "frag"]
 
 
-async def test_echo_switch_can_flip_between_turns(server, connect):
+async def test_echo_switch_echoes_every_answer(make_server, connect):
+    server = await make_server(echo_external_request_id=True)
+    client = await connect(server)
+    await client.send(request("Echo.", request_id="one", word_timestamps=True))
+    frames = await client.recv_until(is_complete)
+    assert {f["status"] for f in frames} == {"chunk", "word_timestamp", "complete"}
+    assert {f["external_request_id"] for f in frames} == {"one"}
+    await client.send(request("Bad rate.", sample_rate=1, request_id="bad"))
+    assert (await client.recv())["external_request_id"] == "bad"
+
+
+async def test_echo_switch_can_flip_between_turns(make_server, connect):
+    server = await make_server(echo_external_request_id=True)
     client = await connect(server)
     await client.send(request("Echo.", request_id="one"))
     assert (await client.recv_until(is_complete))[-1]["external_request_id"] == "one"
@@ -118,12 +136,10 @@ async def test_complete_delay_lets_next_segment_start_first(make_server, connect
     await client.send(fragment("Second sentence.", request_id="2"))
     frames = await client.completes(2)
     completes = of_status(frames, "complete")
-    assert [c["external_request_id"] for c in completes] == ["1", "2"]
+    assert [sent_as(server, c) for c in completes] == ["1", "2"]
     first_complete = frames.index(completes[0])
     second_chunk = next(
-        i
-        for i, f in enumerate(frames)
-        if f["status"] == "chunk" and f["external_request_id"] == "2"
+        i for i, f in enumerate(frames) if f["status"] == "chunk" and sent_as(server, f) == "2"
     )
     assert second_chunk < first_complete
     assert all(s.completed for s in server.segments)
@@ -135,8 +151,8 @@ async def test_coalesce_complete_sends_one_complete_for_both(make_server, connec
     await client.send(fragment("First sentence.", request_id="1"))
     await client.send(fragment("Second sentence.", request_id="2"))
     frames = await client.recv_until(is_complete)
-    assert [f["external_request_id"] for f in of_status(frames, "complete")] == ["2"]
-    assert {f["external_request_id"] for f in of_status(frames, "chunk")} == {"1", "2"}
+    assert [sent_as(server, f) for f in of_status(frames, "complete")] == ["2"]
+    assert {sent_as(server, f) for f in of_status(frames, "chunk")} == {"1", "2"}
     assert await client.ping_roundtrip() == [{"type": "pong"}]
     first, second = server.segments
     assert first.coalesced and not first.completed
@@ -217,7 +233,8 @@ async def test_stall_after_chunks_goes_silent_without_closing(make_server, conne
 
 
 async def test_error_on_request_counts_across_the_server(make_server, connect):
-    server = await make_server(error_on_request=2)
+    # The echo tells which request the error answers.
+    server = await make_server(error_on_request=2, echo_external_request_id=True)
     first = await connect(server)
     second = await connect(server)
     await first.send({"type": "ping"})  # not synthesis-bearing: not counted
@@ -313,11 +330,133 @@ async def test_buffer_switches_apply_between_turns_on_one_connection(server, con
     assert [s.text for s in server.segments] == ["Hi. Yo."]
 
 
+async def test_large_min_sentence_chars_merges_sentences_into_one_segment(make_server, connect):
+    server = await make_server(min_sentence_chars=200)
+    client = await connect(server)
+    sentences = ["First one. ", "Second one here. ", "And a third."]
+    for text in sentences:
+        await client.send(fragment(text))
+    # Three sentence ends, and not one released.
+    assert await client.ping_roundtrip() == [{"type": "pong"}]
+    assert server.segments == []
+    await client.send(fragment("", more=False))
+    frames = await client.recv_until(is_complete)
+    assert await client.ping_roundtrip() == [{"type": "pong"}]
+    whole = "".join(sentences)
+    assert [s.text for s in server.segments] == [whole]
+    assert b"".join(audio_of(f) for f in of_status(frames, "chunk")) == tone(whole)
+
+
+async def test_merged_sentences_are_still_cut_by_the_size_limit(make_server, connect):
+    server = await make_server(min_sentence_chars=200, max_chunk_chars=40)
+    client = await connect(server)
+    for text in ["One short line. ", "Two short lines. ", "Three short lines. "]:
+        await client.send(fragment(text))
+    await client.recv_until(is_complete)
+    [merged] = server.segments
+    assert merged.text == "One short line. Two short lines. Three "
+    await client.send(fragment("", more=False))
+    await client.recv_until(is_complete)
+    assert [s.text for s in server.segments][1:] == ["short lines. "]
+
+
+async def test_small_max_chunk_chars_splits_one_sentence_into_segments(make_server, connect):
+    server = await make_server(max_chunk_chars=30)
+    client = await connect(server)
+    text = "This single sentence is much longer than thirty characters in all."
+    await client.send(fragment(text, more=False, request_id="only"))
+    frames = await client.completes(1)
+    # Every segment of the sentence was released by that one message.
+    count = len(server.segments)
+    assert count >= 3
+    frames += await client.completes(count - 1)
+    assert await client.ping_roundtrip() == [{"type": "pong"}]
+    segments = server.segments
+    assert "".join(s.text for s in segments) == text
+    assert all(len(s.text) <= 30 for s in segments)
+    assert len({s.request_id for s in segments}) == count
+    completes = of_status(frames, "complete")
+    assert [c["request_id"] for c in completes] == [s.request_id for s in segments]
+    for segment in segments:
+        chunks = [f for f in of_status(frames, "chunk") if f["request_id"] == segment.request_id]
+        assert b"".join(audio_of(f) for f in chunks) == tone(segment.text)
+
+
+async def test_buffer_delay_override_releases_a_partial_sentence(make_server, connect):
+    server = await make_server(buffer_delay_override_ms=100)
+    client = await connect(server)
+    await client.send(fragment("Half a sen", max_buffer_delay_ms=5000))
+    # Far sooner than the 5 s the client asked for.
+    await client.recv_until(is_complete, within=2.0)
+    assert [s.text for s in server.segments] == ["Half a sen"]
+    await client.send(fragment("tence.", more=False))
+    await client.recv_until(is_complete)
+    assert [s.text for s in server.segments] == ["Half a sen", "tence."]
+
+
+async def test_buffer_delay_override_ignores_a_shorter_client_delay(make_server, connect):
+    server = await make_server(buffer_delay_override_ms=5000)
+    client = await connect(server)
+    # Without the override, a delay of 0 releases each fragment on its own.
+    await client.send(fragment("one", max_buffer_delay_ms=0))
+    await client.send(fragment(" two", max_buffer_delay_ms=0))
+    assert await client.ping_roundtrip() == [{"type": "pong"}]
+    assert server.segments == []
+    await client.send(fragment("", more=False))
+    await client.recv_until(is_complete)
+    assert [s.text for s in server.segments] == ["one two"]
+
+
+# ---------------------------------------------------------- word timestamps
+
+
+def _spans(text: str, offset: float = 0.0) -> list[float]:
+    """Start and end of every word of ``text``, flattened, shifted by ``offset``."""
+    synthesis = ToneBackend().synthesize(text, voice_id="avery", speed=1.0, sample_rate=RATE)
+    return [t + offset for w in synthesis.words for t in (w.start, w.end)]
+
+
+def _times(words: list[dict]) -> list[float]:
+    return [t for w in words for t in (w["data"]["start"], w["data"]["end"])]
+
+
+async def test_word_time_reference_context_continues_across_segments(make_server, connect):
+    server = await make_server(word_time_reference="context")
+    client = await connect(server)
+    first, second = "It costs $100. ", "Then more words."
+    await client.send(fragment(first, word_timestamps=True))
+    await client.send(fragment(second, more=False, word_timestamps=True))
+    frames = await client.completes(2)
+    one, two = (
+        [w for w in of_status(frames, "word_timestamp") if w["request_id"] == s.request_id]
+        for s in server.segments
+    )
+    offset = len(tone(first)) / (2 * RATE)
+    assert _times(one) == pytest.approx(_spans(first), abs=1e-3)
+    assert _times(two) == pytest.approx(_spans(second, offset), abs=1e-3)
+    assert two[0]["data"]["start"] > one[-1]["data"]["end"]
+    # A new context under the same id, and a one-shot, start again from zero.
+    await client.send(fragment(second, more=False, word_timestamps=True))
+    await client.send(request(second, word_timestamps=True))
+    frames = await client.completes(2)
+    again = of_status(frames, "word_timestamp")
+    assert _times(again) == pytest.approx(_spans(second) * 2, abs=1e-3)
+
+
+async def test_word_time_reference_segment_is_the_default(server, connect):
+    client = await connect(server)
+    await client.send(fragment("It costs $100. ", word_timestamps=True))
+    await client.send(fragment("Then more words.", more=False, word_timestamps=True))
+    frames = await client.completes(2)
+    expected = _spans("It costs $100. ") + _spans("Then more words.")
+    assert _times(of_status(frames, "word_timestamp")) == pytest.approx(expected, abs=1e-3)
+
+
 # ------------------------------------------------- strict-reading switches
 
 
 async def test_max_active_contexts_refuses_a_new_context_with_an_error_frame(make_server, connect):
-    server = await make_server(max_active_contexts=1)
+    server = await make_server(max_active_contexts=1, echo_external_request_id=True)
     first = await connect(server)
     second = await connect(server)
     await first.send(fragment("Holding the slot. ", context="a"))
@@ -358,3 +497,83 @@ async def test_ping_unsupported_answers_with_a_validation_error(make_server, con
     # The connection keeps working.
     await client.send(request("Hi there."))
     assert of_status(await client.completes(1), "chunk")
+
+
+# ----------------------------------------------------- concurrency slots
+
+#: About 3 s of tone audio, sent in roughly a second: long enough to act on
+#: the context while its audio is still streaming.
+LONG = "A rather long sentence that keeps its audio streaming for a while."
+SLOW_STREAM = {"chunk_ms": 100, "chunk_interval_ms": 30}
+
+
+async def _refused(client) -> None:
+    await client.send(fragment("Wants a slot.", context="b"))
+    refusal = await client.recv()
+    assert refusal["status"] == "error"
+    assert refusal["error"]["code"] == "CONCURRENCY_LIMIT"
+
+
+async def test_cancelled_context_keeps_its_slot_until_the_socket_closes(make_server, connect):
+    server = await make_server(max_active_contexts=1, **SLOW_STREAM)
+    first = await connect(server)
+    second = await connect(server)
+    await first.send(fragment(LONG, context="a"))
+    assert (await first.recv())["status"] == "chunk"
+    await first.send({"text": "", "context_id": "a", "cancel_request": True})
+    await first.ping_roundtrip()
+    await _refused(second)
+    # Refused while the cancelled context's released audio was still streaming.
+    assert not server.segments[0].completed
+    # Closing the socket frees its slot before the close handshake ends.
+    await first.ws.close()
+    await second.send(fragment("Wants a slot.", context="b", more=False))
+    frames = await second.recv_until(is_complete)
+    assert of_status(frames, "error") == []
+    assert [s.context_id for s in server.segments] == ["a", "b"]
+    assert not server.segments[0].completed
+
+
+@pytest.mark.parametrize("end", ["continue", "context_close", "cancel_request"])
+async def test_ended_context_holds_its_slot_until_its_audio_is_done(make_server, connect, end):
+    server = await make_server(max_active_contexts=1, **SLOW_STREAM)
+    first = await connect(server)
+    second = await connect(server)
+    if end == "continue":
+        await first.send(fragment(LONG, context="a", more=False))
+    else:
+        await first.send(fragment(LONG, context="a"))
+        await first.send({"text": "", "context_id": "a", end: True})
+    frames = await first.ping_roundtrip()
+    await _refused(second)
+    # The released segment plays to its end and its complete frees the slot.
+    frames += await first.recv_until(is_complete)
+    assert b"".join(audio_of(f) for f in of_status(frames, "chunk")) == tone(LONG)
+    await second.send(fragment("Wants a slot.", context="b", more=False))
+    frames = await second.recv_until(is_complete)
+    assert of_status(frames, "error") == []
+    assert [s.context_id for s in server.segments] == ["a", "b"]
+
+
+async def test_context_still_open_after_its_audio_keeps_its_slot(make_server, connect):
+    server = await make_server(max_active_contexts=1)
+    first = await connect(server)
+    second = await connect(server)
+    await first.send(fragment("Spoken in full.", context="a"))
+    await first.recv_until(is_complete)
+    # No end was sent: more text may come, so the slot stays taken.
+    await _refused(second)
+
+
+async def test_stopped_segments_free_the_slot_of_a_cancelled_context(make_server, connect):
+    server = await make_server(max_active_contexts=1, cancel_stops_inflight=True, **SLOW_STREAM)
+    first = await connect(server)
+    second = await connect(server)
+    await first.send(fragment(LONG, context="a"))
+    assert (await first.recv())["status"] == "chunk"
+    await first.send({"text": "", "context_id": "a", "cancel_request": True})
+    await first.ping_roundtrip()
+    await second.send(fragment("Wants a slot.", context="b", more=False))
+    frames = await second.recv_until(is_complete)
+    assert of_status(frames, "error") == []
+    assert server.segments[0].cancelled and not server.segments[0].completed

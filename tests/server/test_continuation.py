@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipecat_waves.protocol.continuation import ContinuationBuffer, ReleaseReason
+from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
+from pipecat_waves.protocol.continuation import (
+    STRICT_MAX_CHUNK_CHARS,
+    ContinuationBuffer,
+    ReleaseReason,
+)
 
 
 def make(**kwargs) -> ContinuationBuffer[str]:
@@ -180,14 +185,14 @@ def test_oversize_buffer_releases_longest_prefix_at_word_boundary():
     assert buf.buffered("c") == "eeee ffff"
 
 
-def test_default_max_chunk_is_250_chars():
+def test_default_max_chunk_is_stricter_than_the_client_fragment_limit():
+    assert STRICT_MAX_CHUNK_CHARS < MAX_FRAGMENT_CHARS
     buf = make()
-    words = ("word " * 60).strip()  # 299 chars
+    words = ("word " * 50).strip()  # 249 chars: one fragment a client may send
     out = buf.feed("c", words, now=0.0, more=True)
-    assert len(out) == 1
-    assert len(out[0].text) <= 250
-    assert out[0].text.endswith(" ")
-    assert out[0].text + buf.buffered("c") == words
+    assert len(out) == 2
+    assert all(len(r.text) <= STRICT_MAX_CHUNK_CHARS and r.text.endswith(" ") for r in out)
+    assert "".join(texts(out)) + buf.buffered("c") == words
 
 
 def test_size_cuts_repeat_and_pieces_rejoin_to_the_input():

@@ -19,6 +19,7 @@ from tests.server.conftest import (
     is_complete,
     of_status,
     request,
+    sent_as,
     tone,
     wait_until,
 )
@@ -36,7 +37,7 @@ async def test_one_shot_streams_backend_audio_then_one_complete(server, connect)
     for frame in frames:
         assert frame["session_id"].startswith("ws_")
         assert frame["request_id"].startswith("task_")
-        assert frame["external_request_id"] == "r1"
+        assert "external_request_id" not in frame  # no echo by default
         assert frame["external_session_id"] == "s1"
         assert "context_id" not in frame
     [segment] = server.segments
@@ -92,7 +93,7 @@ async def test_sentence_boundaries_release_segments_each_with_one_complete(serve
     await client.send(fragment("you?", more=False, request_id="d"))
     frames = await client.completes(2)
     completes = of_status(frames, "complete")
-    assert [c["external_request_id"] for c in completes] == ["b", "d"]
+    assert [sent_as(server, c) for c in completes] == ["b", "d"]
     assert [s.text for s in server.segments] == ["Hello there, my friend. ", "How are you?"]
     assert completes[0]["request_id"] != completes[1]["request_id"]
     first = [f for f in frames if f["request_id"] == completes[0]["request_id"]]
@@ -131,15 +132,18 @@ async def test_delay_zero_releases_each_fragment(server, connect):
     assert [s.text for s in server.segments] == ["one", " two"]
 
 
-async def test_oversize_buffer_releases_prefix_at_word_boundary(server, connect):
+async def test_oversize_buffer_releases_prefixes_at_word_boundaries(server, connect):
     client = await connect(server)
-    text = "word " * 60  # 300 characters, no sentence end
+    text = "word " * 50  # 250 characters, the client's limit, and no sentence end
     await client.send(fragment(text))
-    await client.recv_until(is_complete)
-    [segment] = server.segments
-    assert len(segment.text) <= 250 and segment.text.endswith(" ")
+    await client.completes(2)
+    # The default limit is stricter than the client's: one fragment, two segments.
+    assert len(server.segments) == 2
+    assert all(len(s.text) <= 120 and s.text.endswith(" ") for s in server.segments)
     await client.send(fragment("", more=False))
     await client.recv_until(is_complete)
+    assert await client.ping_roundtrip() == [{"type": "pong"}]
+    assert len(server.segments) == 3
     assert "".join(s.text for s in server.segments) == text
 
 
@@ -184,7 +188,7 @@ async def test_segments_of_one_context_stay_in_order(server, connect):
     for i in range(4):
         await client.send(fragment(f"Sentence number {i}.", request_id=f"r{i}"))
     frames = await client.completes(4)
-    assert [c["external_request_id"] for c in of_status(frames, "complete")] == [
+    assert [sent_as(server, c) for c in of_status(frames, "complete")] == [
         "r0",
         "r1",
         "r2",
@@ -199,7 +203,7 @@ async def test_legacy_buffering_without_context(server, connect):
     assert await client.ping_roundtrip() == [{"type": "pong"}]
     await client.send(request("", flush=True, request_id="f"))
     frames = await client.recv_until(is_complete)
-    assert frames[-1]["external_request_id"] == "f"
+    assert sent_as(server, frames[-1]) == "f"
     assert [s.text for s in server.segments] == ["Legacy one. Legacy two"]
 
 
@@ -224,8 +228,8 @@ async def test_cancel_drops_buffered_text_and_context_stays_open(server, connect
     assert [s.text for s in server.segments] == ["fresh"]
 
 
-async def test_cancel_stops_inflight_audio_by_default(make_server, connect):
-    server = await make_server(chunk_ms=20, chunk_interval_ms=30)
+async def test_cancel_stops_inflight_audio_when_switched_on(make_server, connect):
+    server = await make_server(chunk_ms=20, chunk_interval_ms=30, cancel_stops_inflight=True)
     client = await connect(server)
     await client.send(fragment("A rather long sentence to keep audio in flight.", request_id="x"))
     first = await client.recv()
@@ -238,22 +242,26 @@ async def test_cancel_stops_inflight_audio_by_default(make_server, connect):
     # Prove nothing more comes for it: a new request's frames are all its own.
     await client.send(request("Next.", request_id="y"))
     after = await client.recv_until(is_complete)
-    assert {f["external_request_id"] for f in after} == {"y"}
+    assert {sent_as(server, f) for f in after} == {"y"}
     segment = server.segments[0]
     assert segment.cancelled and not segment.completed
     assert segment.chunks_sent < len(tone(segment.text)) // 640
 
 
-async def test_cancel_can_let_inflight_audio_finish(make_server, connect):
-    server = await make_server(chunk_ms=20, chunk_interval_ms=10, cancel_stops_inflight=False)
+async def test_cancel_by_default_drops_buffer_and_lets_released_audio_finish(make_server, connect):
+    server = await make_server(chunk_ms=20, chunk_interval_ms=10)
     client = await connect(server)
     await client.send(fragment("Played to the end.", request_id="x"))
     await client.send(fragment("dropped", request_id="y"))
-    assert (await client.recv())["status"] == "chunk"
+    frames = [await client.recv()]
+    assert frames[0]["status"] == "chunk"
     await client.send({"text": "", "context_id": "ctx", "cancel_request": True})
-    frames = await client.recv_until(is_complete)
-    assert b"".join(audio_of(f) for f in of_status(frames, "chunk")) != b""
-    assert frames[-1]["external_request_id"] == "x"
+    frames += await client.recv_until(is_complete)
+    # Every sample of the released segment, then its complete.
+    assert b"".join(audio_of(f) for f in of_status(frames, "chunk")) == tone("Played to the end.")
+    assert sent_as(server, frames[-1]) == "x"
+    # The buffered fragment is never spoken, not even when the context ends.
+    await client.send(fragment("", more=False))
     assert await client.ping_roundtrip() == [{"type": "pong"}]
     assert [s.text for s in server.segments] == ["Played to the end."]
     assert server.segments[0].completed and not server.segments[0].cancelled
@@ -266,7 +274,7 @@ async def test_context_close_drops_buffer_but_released_audio_finishes(make_serve
     await client.send(fragment("still buffered"))
     await client.send({"text": "", "context_id": "ctx", "context_close": True})
     frames = await client.recv_until(is_complete)
-    assert frames[-1]["external_request_id"] == "x"
+    assert sent_as(server, frames[-1]) == "x"
     assert await client.ping_roundtrip() == [{"type": "pong"}]
     assert [s.text for s in server.segments] == ["Already released."]
 
@@ -388,7 +396,8 @@ async def test_server_without_key_accepts_anyone(http):
 # ----------------------------------------------------------------- validation
 
 
-async def test_validation_error_carries_envelope_nested(server, connect):
+async def test_validation_error_carries_envelope_nested(make_server, connect):
+    server = await make_server(echo_external_request_id=True)
     client = await connect(server)
     await client.send(request("Hi.", sample_rate=12345, request_id="bad", session_id="s"))
     frame = await client.recv()
@@ -403,7 +412,7 @@ async def test_validation_error_carries_envelope_nested(server, connect):
 
 
 async def test_validation_error_flat_shape(make_server, connect):
-    server = await make_server(error_shape="flat")
+    server = await make_server(error_shape="flat", echo_external_request_id=True)
     client = await connect(server)
     await client.send(request("Hi.", speed=9, request_id="bad"))
     frame = await client.recv()
@@ -421,7 +430,8 @@ async def test_flush_with_context_is_refused(server, connect):
     assert "flush" in frame["error"]["message"]
 
 
-async def test_unknown_voice_is_invalid_voice(server, connect):
+async def test_unknown_voice_is_invalid_voice(make_server, connect):
+    server = await make_server(echo_external_request_id=True)
     client = await connect(server)
     await client.send(request("Hi.", voice="nobody_here", request_id="v"))
     frame = await client.recv()
@@ -515,7 +525,7 @@ async def _two_contexts(server, connect) -> list[str]:
     await client.send(fragment("First context speaks at length.", context="a", request_id="a"))
     await client.send(fragment("Second context speaks at length.", context="b", request_id="b"))
     frames = await client.completes(2)
-    return [f["external_request_id"] for f in of_status(frames, "chunk")]
+    return [sent_as(server, f) for f in of_status(frames, "chunk")]
 
 
 async def test_contexts_are_serial_by_default(make_server, connect):
@@ -539,7 +549,7 @@ async def test_interleave_keeps_order_within_a_context(make_server, connect):
     await client.send(fragment("First sentence here.", request_id="1"))
     await client.send(fragment("Second sentence here.", request_id="2"))
     frames = await client.completes(2)
-    ids = [f["external_request_id"] for f in of_status(frames, "chunk")]
+    ids = [sent_as(server, f) for f in of_status(frames, "chunk")]
     assert ids == sorted(ids)
 
 
@@ -562,7 +572,7 @@ async def test_many_connections_served_concurrently(server, connect):
         await client.send(request(f"Client {i} talking.", request_id=f"c{i}"))
     results = await asyncio.gather(*(c.recv_until(is_complete) for c in clients))
     for i, frames in enumerate(results):
-        assert {f["external_request_id"] for f in frames} == {f"c{i}"}
+        assert {sent_as(server, f) for f in frames} == {f"c{i}"}
     assert [c.id for c in server.connections] == [1, 2, 3, 4, 5]
 
 

@@ -158,8 +158,8 @@ def test_api_key_is_never_sent_in_clear_to_a_remote_host():
     assert "sk-secret-abc" not in repr(service)
 
 
-@pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
-async def test_concurrency_rejection_backs_off_and_retries(reject_with):
+async def _blocked_server_run(reject_with: str, blocked_s: float):
+    """Run one reply while another client holds the server's only socket for ``blocked_s``."""
     async with server_with(max_connections=1, reject_with=reject_with) as server:
         blocker = await websockets.connect(
             server.ws_base_url + "/waves/v1/tts/live",
@@ -167,18 +167,33 @@ async def test_concurrency_rejection_backs_off_and_retries(reject_with):
         )
 
         async def release_later():
-            await asyncio.sleep(0.8)
+            await asyncio.sleep(blocked_s)
             await blocker.close()
 
         release = asyncio.create_task(release_later())
         service = make_service(server, reconnect_backoff_s=(0.1, 0.4))
-        down, up = await run(service, [SleepFrame(0.2), *llm_turn("Booked for eight.")])
+        down, up = await run(
+            service, [SleepFrame(0.2), *llm_turn("Booked for eight."), SleepFrame(blocked_s)]
+        )
         await release
+    return down, up
+
+
+@pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
+async def test_a_refusal_that_clears_is_retried_quietly(reject_with):
+    down, up = await _blocked_server_run(reject_with, blocked_s=0.8)
     assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
-    categories = {e.category for e in errors(up)}
-    assert categories <= {ErrorCategory.RATE_LIMIT}
-    if reject_with == "close_1008":
-        assert categories == {ErrorCategory.RATE_LIMIT}, "the 1008 close is reported"
+    assert errors(up) == [], "a refusal that a retry clears is routine, not an error"
+
+
+@pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
+async def test_a_refusal_that_lasts_is_reported_once(reject_with):
+    down, up = await _blocked_server_run(reject_with, blocked_s=3.6)
+    assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
+    errs = errors(up)
+    assert len(errs) == 1, [e.error for e in errs]
+    assert errs[0].category is ErrorCategory.RATE_LIMIT
+    assert "concurrency" in errs[0].error
 
 
 async def test_keepalive_is_a_ping_never_a_synthesis_request():
