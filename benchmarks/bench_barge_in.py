@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import contextlib
 import gc
+import itertools
 import json
 import math
 import os
@@ -32,9 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from loguru import logger
 from pipecat.frames.frames import (
     EndFrame,
+    ErrorFrame,
     Frame,
     InterruptionFrame,
     LLMFullResponseEndFrame,
@@ -88,8 +91,61 @@ CPU_REPLIES = (
 LOAD_REPLY = "Thanks for calling today. Our kitchen opens at five. We close at eleven."
 LOAD_REPLY_QUICK = "Thanks for calling today. Our kitchen opens at five."
 
+#: The two-reply exchange whose words are counted under each server
+#: segmentation (metric 8). Reply A is 144 characters (under the 200 that
+#: merges sentences, so it becomes one segment there); every sentence is over
+#: the 30 characters that split sentences. No two words share a tone.
+WORDS_REPLY_A = (
+    "Your table for four is booked at eight tonight. "
+    "We saved the quiet corner by the window for your party. "
+    "Parking in the garage is free after six."
+)
+WORDS_REPLY_B = (
+    "Is there anything else I can help with today? "
+    "I can text the directions and the menu to your phone."
+)
+
+#: What each service says right after its idle period (metric 9).
+AFTER_IDLE_REPLY = "Welcome back. The kitchen is still open for another hour."
+
 
 # ----------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class Segmentation:
+    """One way the server may cut a context's text into segments (metric 8).
+
+    Attributes:
+        label: The sub-row's name.
+        switches: ``ServerBehaviour`` fields that make the server cut that way.
+        token_pause: The LLM token stream pauses in the middle of every sentence.
+    """
+
+    label: str
+    switches: dict[str, Any]
+    token_pause: bool = False
+
+
+SEGMENTATIONS: tuple[Segmentation, ...] = (
+    Segmentation("default segments (max 120 chars)", {}),
+    Segmentation("split sentences (max_chunk_chars=30)", {"max_chunk_chars": 30}),
+    Segmentation("merged sentences (min_sentence_chars=200)", {"min_sentence_chars": 200}),
+    Segmentation(
+        "delay-released fragments (80 ms, tokens pause mid-sentence)",
+        {"buffer_delay_override_ms": 80},
+        token_pause=True,
+    ),
+)
+
+_ECHO_SERVER_TINY = {
+    "handshake_delay_ms": 50,
+    "ttfb_ms": 50,
+    "chunk_ms": 150,
+    "chunk_interval_ms": 150,
+    "echo_external_request_id": True,
+    "cancel_stops_inflight": False,
+}
 
 
 @dataclass
@@ -114,6 +170,22 @@ class BenchConfig:
             socket open before the first word (ours opens it in the
             background, the other one while starting).
         idle_s: How long the CPU run first measures an idle session.
+        echo_server: Server switches for metric 7: request ids echoed,
+            ``cancel_request`` leaves the segment in flight streaming, audio
+            at real time.
+        words_server: Server switches shared by every segmentation of metric 8.
+        segmentations: Metric 8's sub-rows: a label and the switches that
+            give the server that segmentation.
+        token_pause_s: Pause in the middle of every sentence of the LLM token
+            stream, for the segmentations that ask for one.
+        words_concurrently: Run metric 8's segmentations at once rather than
+            one after the other (only words are counted, not time).
+        words_quiet_s: A two-reply exchange is over once no audio came for
+            this long (longer than Pipecat's 3 s end-of-turn wait).
+        idle_timeout_s: Server idle timeout for metric 9 (both services face it).
+        idle_periods: How many idle timeouts metric 9 waits for.
+        idle_server: Server switches for metric 9 (besides the idle timeout
+            and ``ping_supported``).
     """
 
     sample_rate: int = 24000
@@ -149,6 +221,38 @@ class BenchConfig:
     server_in_process: bool = False
     warmup_s: float = 0.4
     idle_s: float = 1.5
+    echo_server: dict[str, Any] = field(
+        default_factory=lambda: {
+            "handshake_delay_ms": 100,
+            "ttfb_ms": 150,
+            "chunk_ms": 150,
+            "chunk_interval_ms": 150,  # real time: the segment is still in flight
+            "echo_external_request_id": True,
+            "cancel_stops_inflight": False,
+        }
+    )
+    words_server: dict[str, Any] = field(
+        default_factory=lambda: {
+            "handshake_delay_ms": 100,
+            "ttfb_ms": 150,
+            "chunk_ms": 150,
+            "chunk_interval_ms": 30,
+        }
+    )
+    segmentations: tuple[Segmentation, ...] = SEGMENTATIONS
+    token_pause_s: float = 0.25
+    words_concurrently: bool = False
+    words_quiet_s: float = 5.0
+    idle_timeout_s: int = 3
+    idle_periods: int = 20
+    idle_server: dict[str, Any] = field(
+        default_factory=lambda: {
+            "handshake_delay_ms": 100,
+            "ttfb_ms": 150,
+            "chunk_ms": 150,
+            "chunk_interval_ms": 30,
+        }
+    )
 
     @classmethod
     def quick(cls) -> BenchConfig:
@@ -160,6 +264,8 @@ class BenchConfig:
             load_trials=1,
             load_reply=LOAD_REPLY_QUICK,
             load_budget_s=20.0,
+            words_concurrently=True,
+            idle_periods=4,
         )
 
     @classmethod
@@ -184,6 +290,9 @@ class BenchConfig:
             server_in_process=True,
             warmup_s=0.3,
             idle_s=0.2,
+            echo_server={**_ECHO_SERVER_TINY},
+            words_concurrently=True,
+            idle_periods=1,
         )
 
 
@@ -205,7 +314,7 @@ class _Url:
 
 
 @contextlib.asynccontextmanager
-async def serve(switches: dict[str, float], *, in_process: bool) -> AsyncIterator[HasUrl]:
+async def serve(switches: dict[str, Any], *, in_process: bool) -> AsyncIterator[HasUrl]:
     """Run the local server with ``switches``, here or in a child process.
 
     A child process keeps the server's CPU out of the client's
@@ -247,7 +356,7 @@ async def serve(switches: dict[str, float], *, in_process: bool) -> AsyncIterato
                 await proc.wait()
 
 
-async def _serve_forever(switches: dict[str, float]) -> None:
+async def _serve_forever(switches: dict[str, Any]) -> None:
     """Child-process side of :func:`serve`: serve until stdin closes."""
     behaviour = ServerBehaviour(**switches)  # type: ignore[arg-type]
     async with LocalWavesServer(
@@ -281,6 +390,54 @@ def make_theirs(url: str, sample_rate: int) -> TTSService:
 
 SERVICES: dict[str, ServiceFactory] = {OURS: make_ours, THEIRS: make_theirs}
 
+#: Pipecat's ``SmallestTTSService`` sends its keep-alive every 30 s, half the
+#: documented 60 s idle timeout (the interval is fixed in its ``_connect``).
+THEIRS_KEEPALIVE_S = 30.0
+DOCUMENTED_IDLE_TIMEOUT_S = 60.0
+
+
+class _TimeScaledSmallest(SmallestTTSService):
+    """Pipecat's service with its keep-alive clock scaled to a shorter idle timeout.
+
+    Metric 9 compresses an idle hour by shortening the server's idle timeout;
+    Pipecat's 30 s keep-alive is scaled by the same factor, so it keeps the
+    same ratio to the timeout (one half) as it has against the real 60 s.
+    Nothing else is changed.
+    """
+
+    def __init__(self, *, time_scale: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._time_scale = time_scale
+
+    def _create_keepalive_task(self, interval: float) -> None:
+        super()._create_keepalive_task(interval * self._time_scale)
+
+
+def idle_factories(timeout_s: int) -> dict[str, ServiceFactory]:
+    """Both services set up to face an idle timeout of ``timeout_s``.
+
+    Ours asks for it with ``?timeout=`` (its own keep-alive then runs at a
+    third of it, as it does at the default 60 s); Pipecat's asks for nothing,
+    so the server's default (set to the same ``timeout_s``) applies, and its
+    keep-alive is scaled to the same share of the timeout as at 60 s.
+    """
+
+    def ours(url: str, sample_rate: int) -> TTSService:
+        return WavesTTSService(
+            api_key=API_KEY, base_url=url, sample_rate=sample_rate, idle_timeout_s=timeout_s
+        )
+
+    def theirs(url: str, sample_rate: int) -> TTSService:
+        return _TimeScaledSmallest(
+            time_scale=timeout_s / DOCUMENTED_IDLE_TIMEOUT_S,
+            api_key=API_KEY,
+            base_url=url,
+            sample_rate=sample_rate,
+            settings=SmallestTTSService.Settings(voice="meher"),
+        )
+
+    return {OURS: ours, THEIRS: theirs}
+
 
 # ------------------------------------------------------------- pipelines
 
@@ -297,23 +454,30 @@ class Recorder(FrameProcessor):
     """Passes every frame on and notes when each downstream frame went by.
 
     Direct mode: the frame is stamped and handed on in the same call, so the
-    recorder adds no queue hop of its own to what is measured.
+    recorder adds no queue hop of its own to what is measured. ``ErrorFrame``s
+    are also kept going either way: the service pushes them upstream (through
+    the in-recorder) or downstream (through the out-recorder).
     """
 
     def __init__(self, name: str) -> None:
         """Create a recorder called ``name``."""
         super().__init__(name=name, enable_direct_mode=True)
         self.frames: list[Stamped] = []
+        self.errors: list[Stamped] = []
         self.audio_bytes = 0
+        self.last_audio_t = math.nan
         self._changed = asyncio.Event()
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
-        """Stamp downstream frames, then pass every frame on."""
+        """Stamp downstream frames and every error, then pass every frame on."""
         await super().process_frame(frame, direction)
+        if isinstance(frame, ErrorFrame):
+            self.errors.append(Stamped(time.perf_counter(), frame))
         if direction == FrameDirection.DOWNSTREAM:
             self.frames.append(Stamped(time.perf_counter(), frame))
             if isinstance(frame, TTSAudioRawFrame):
                 self.audio_bytes += len(frame.audio)
+                self.last_audio_t = self.frames[-1].t
             self._changed.set()
         await self.push_frame(frame, direction)
 
@@ -366,10 +530,22 @@ class Session:
         self._task = asyncio.create_task(self._runner.run())
         await asyncio.wait_for(self._started.wait(), timeout_s)
 
-    async def send(self, frames: Sequence[Frame]) -> None:
-        """Queue ``frames`` at the head of the pipeline, in order, without pauses."""
+    async def send(self, frames: Sequence[Frame | float]) -> None:
+        """Queue ``frames`` at the head of the pipeline, in order.
+
+        A number among them is a pause of that many seconds (an LLM that
+        stalls mid-stream); otherwise the frames go without pauses.
+        """
         for frame in frames:
-            await self.worker.queue_frame(frame)
+            if isinstance(frame, Frame):
+                await self.worker.queue_frame(frame)
+            else:
+                await asyncio.sleep(frame)
+
+    @property
+    def errors(self) -> list[Stamped]:
+        """Every ``ErrorFrame`` the service pushed, either way, in time order."""
+        return sorted(self.inp.errors + self.out.errors, key=lambda s: s.t)
 
     async def end(self, timeout_s: float) -> bool:
         """End gracefully (``EndFrame``); cancel and return ``False`` if that hangs."""
@@ -390,15 +566,27 @@ class Session:
             await asyncio.wait_for(self._task, timeout=10)
 
 
-def llm_reply(text: str) -> list[Frame]:
-    """Frames an LLM produces for ``text``: start, one frame per word, end."""
+def llm_reply(text: str, pause_s: float = 0.0) -> list[Frame | float]:
+    """Frames an LLM produces for ``text``: start, one frame per word, end.
+
+    With ``pause_s``, the stream stalls that long in the middle of every
+    sentence (a number in the list; see :meth:`Session.send`).
+    """
     words = text.split(" ")
     tokens = [w + " " for w in words[:-1]] + [words[-1]]
-    return [
-        LLMFullResponseStartFrame(),
-        *(LLMTextFrame(t) for t in tokens),
-        LLMFullResponseEndFrame(),
-    ]
+    frames: list[Frame | float] = [LLMFullResponseStartFrame()]
+    sentence: list[str] = []
+    for n, token in enumerate(tokens, 1):
+        sentence.append(token)
+        if token.rstrip().endswith((".", "?", "!")) or n == len(tokens):
+            half = len(sentence) // 2
+            for i, t in enumerate(sentence):
+                if pause_s > 0 and i == half and half > 0:
+                    frames.append(pause_s)
+                frames.append(LLMTextFrame(t))
+            sentence = []
+    frames.append(LLMFullResponseEndFrame())
+    return frames
 
 
 # ------------------------------------------------------------ audio truth
@@ -446,6 +634,106 @@ class BenchError(Exception):
     """A run did not produce what the measurement needs (reported, not hidden)."""
 
 
+# ------------------------------------------------------------ words heard
+
+
+def words_of(text: str) -> list[str]:
+    """Words as the tone backend renders them: runs of non-space characters."""
+    return text.split()
+
+
+def _tones(pcm: bytes, sample_rate: int) -> list[bytes]:
+    """Cut PCM16 audio into its tones: runs of sound between silences.
+
+    The tone backend puts a silence of fixed length between words (and at the
+    start of every segment) and a word's own samples are never silent for long,
+    so any run of zeros at least half that length separates two words. Each
+    tone is returned from its first to its last non-zero sample.
+    """
+    samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
+    loud = np.flatnonzero(samples)
+    if loud.size == 0:
+        return []
+    min_gap = _gap_samples(sample_rate) // 2
+    breaks = np.flatnonzero(np.diff(loud) > min_gap)
+    starts = [int(loud[0]), *(int(loud[b + 1]) for b in breaks)]
+    ends = [*(int(loud[b]) for b in breaks), int(loud[-1])]
+    return [samples[a : b + 1].tobytes() for a, b in zip(starts, ends, strict=True)]
+
+
+def _gap_samples(sample_rate: int) -> int:
+    """Length of the tone backend's silence (what it renders for no words)."""
+    silence = ToneBackend().synthesize("", voice_id="", speed=1.0, sample_rate=sample_rate)
+    return len(silence.pcm) // 2
+
+
+def transcribe(
+    pcm: bytes, sample_rate: int, vocabulary: Sequence[str], also: Sequence[str] = ()
+) -> list[str]:
+    """Name every tone of ``pcm`` with the word of ``vocabulary`` it renders.
+
+    The tone backend renders a word to the same samples wherever it stands, so
+    a tone is matched to a word exactly, byte for byte. A tone that matches no
+    word (a word cut off, or not in the vocabulary) reads ``"<?>"``. Words of
+    ``also`` are recognised too, unless they sound like a vocabulary word.
+
+    Raises:
+        ValueError: Two words of ``vocabulary`` render alike, so the audio
+            could not tell them apart.
+    """
+    known: dict[bytes, str] = {}
+    for word in set(vocabulary):
+        tone = _tone_of(word, sample_rate)
+        if known.setdefault(tone, word) != word:
+            raise ValueError(f"{word!r} and {known[tone]!r} sound alike")
+    for word in set(also):
+        known.setdefault(_tone_of(word, sample_rate), word)
+    return [known.get(tone, "<?>") for tone in _tones(pcm, sample_rate)]
+
+
+def _tone_of(word: str, sample_rate: int) -> bytes:
+    synthesis = ToneBackend().synthesize(word, voice_id="", speed=1.0, sample_rate=sample_rate)
+    (tone,) = _tones(synthesis.pcm, sample_rate)
+    return tone
+
+
+def fused_pairs(words: Sequence[str]) -> list[str]:
+    """Every two neighbouring words written without the space between them.
+
+    That is what the server speaks when a client sends sentences without
+    the space between them and the server joins them into one segment.
+    """
+    return [a + b for a, b in itertools.pairwise(words)]
+
+
+def matched_words(written: Sequence[str], heard: Sequence[str]) -> list[bool]:
+    """Which written words were heard, in order (a longest common subsequence).
+
+    A word heard twice, out of order, or cut counts once at most; a word never
+    heard counts not at all.
+    """
+    n, m = len(written), len(heard)
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = (
+                best[i + 1][j + 1] + 1
+                if written[i] == heard[j]
+                else max(best[i + 1][j], best[i][j + 1])
+            )
+    found = [False] * n
+    i = j = 0
+    while i < n and j < m:
+        if written[i] == heard[j]:
+            found[i] = True
+            i, j = i + 1, j + 1
+        elif best[i + 1][j] >= best[i][j + 1]:
+            i += 1
+        else:
+            j += 1
+    return found
+
+
 # ------------------------------------------------------------- scenarios
 
 
@@ -476,8 +764,14 @@ class BargeInRun:
     pushed_while_held_ms: float
 
 
-async def barge_in_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> BargeInRun:
-    """Talk over a long reply, then ask for the next one at once."""
+async def barge_in_run(
+    factory: ServiceFactory, url: str, cfg: BenchConfig, reply_timeout_s: float = 10.0
+) -> BargeInRun:
+    """Talk over a long reply, then ask for the next one at once.
+
+    Every run is a fresh pipeline and service, so the barge-in is the first
+    of its session: nothing about the server was learnt from an earlier one.
+    """
     rate = cfg.sample_rate
     nxt = expected_audio(NEXT_REPLY, rate)
     session = Session(factory(url, rate), rate)
@@ -500,8 +794,10 @@ async def barge_in_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> B
                 and _after_interruption_audio(session.out.frames).find(nxt) >= 0
             )
 
-        if not await session.out.wait_until(next_reply_arrived, 10):
-            raise BenchError("the next reply's audio did not come out intact within 10 s")
+        if not await session.out.wait_until(next_reply_arrived, reply_timeout_s):
+            raise BenchError(
+                f"the next reply's audio did not come out intact within {reply_timeout_s:g} s"
+            )
         # Anything of the interrupted reply still on its way would come now.
         await asyncio.sleep(0.5)
     finally:
@@ -679,6 +975,198 @@ async def cpu_run(factory: ServiceFactory, url: str, cfg: BenchConfig) -> CpuRun
 
 
 @dataclass
+class WordsRun:
+    """A two-reply exchange under one server segmentation (metric 8).
+
+    Attributes:
+        segmentation: The segmentation's label.
+        written: Words of both replies.
+        spoken: Written words heard, in order (see :func:`matched_words`).
+        spoken_a: Of those, reply A's.
+        spoken_b: Of those, reply B's.
+        written_a: Words of reply A.
+        extra: Tones heard that are not one of the written words in order:
+            repeats, cut words, anything else.
+        extra_heard: What those tones were: a written word (a repeat), two
+            neighbouring words fused into one (sentences sent without the
+            space between them and joined by the server), or ``"<?>"``.
+        errors: ``ErrorFrame``s pushed (either way) during the exchange.
+        error_messages: Their texts.
+        wall_s: LLM frames sent to the last audio.
+    """
+
+    segmentation: str
+    written: int
+    spoken: int
+    spoken_a: int
+    spoken_b: int
+    written_a: int
+    extra: int
+    extra_heard: list[str]
+    errors: int
+    error_messages: list[str]
+    wall_s: float
+
+
+async def words_run(
+    factory: ServiceFactory, url: str, cfg: BenchConfig, seg: Segmentation
+) -> WordsRun:
+    """Send replies A and B back to back and count the words that come out."""
+    rate = cfg.sample_rate
+    pause = cfg.token_pause_s if seg.token_pause else 0.0
+    # One segment per reply is the least audio the two can make (every
+    # segment starts with a silence), so reaching it means both are through.
+    enough = len(expected_audio(WORDS_REPLY_A, rate)) + len(expected_audio(WORDS_REPLY_B, rate))
+    session = Session(factory(url, rate), rate)
+    await session.start()
+    try:
+        await asyncio.sleep(cfg.warmup_s)
+        sent = time.perf_counter()
+        await session.send([*llm_reply(WORDS_REPLY_A, pause), *llm_reply(WORDS_REPLY_B, pause)])
+        await _until_quiet(session, sent, enough, cfg.words_quiet_s)
+    finally:
+        await _finish(session)
+    return _count_words(session, seg.label, sent)
+
+
+async def _until_quiet(session: Session, since: float, enough: int, quiet_s: float) -> None:
+    """Wait until the service has stopped producing audio.
+
+    Once ``enough`` bytes came, half a second without audio ends the wait
+    (anything still to come would be a repeat); before that, ``quiet_s``
+    without audio does: a reply held back (Pipecat's 3 s end of turn) must
+    not be taken for a lost one. A limit stops a service that never goes quiet.
+    """
+    limit = since + 60.0
+    while True:
+        now = time.perf_counter()
+        last = session.out.last_audio_t
+        last = since if math.isnan(last) else last
+        quiet = 0.5 if session.out.audio_bytes >= enough else quiet_s
+        if now - last >= quiet or now >= limit:
+            return
+        await asyncio.sleep(0.05)
+
+
+def _count_words(session: Session, label: str, since: float) -> WordsRun:
+    rate = session.service.sample_rate
+    written_a, written_b = words_of(WORDS_REPLY_A), words_of(WORDS_REPLY_B)
+    written = written_a + written_b
+    heard = transcribe(_joined(session.out.audio()), rate, written, also=fused_pairs(written))
+    found = matched_words(written, heard)
+    unmatched = list(heard)
+    for word in (w for w, f in zip(written, found, strict=True) if f):
+        unmatched.remove(word)
+    errors = session.errors
+    last = session.out.last_audio_t
+    return WordsRun(
+        segmentation=label,
+        written=len(written),
+        spoken=sum(found),
+        spoken_a=sum(found[: len(written_a)]),
+        spoken_b=sum(found[len(written_a) :]),
+        written_a=len(written_a),
+        extra=len(heard) - sum(found),
+        extra_heard=unmatched,
+        errors=len(errors),
+        error_messages=[str(e.frame.error) for e in errors],  # type: ignore[attr-defined]
+        wall_s=(last - since) if not math.isnan(last) else math.nan,
+    )
+
+
+@dataclass
+class IdleRun:
+    """A session left idle for several server idle timeouts, then asked to speak.
+
+    Attributes:
+        ping_supported: The server answered pings (else it refused them).
+        timeout_s: The server's idle timeout the session faced.
+        idle_s: The window errors were counted over: whole timeout periods,
+            from a quarter period after the pipeline started to the reply.
+        startup_errors: ``ErrorFrame``s pushed before that window.
+        sockets_opened: Connections the service opened in the window (its
+            ``on_connected`` event): what keeping ready costs it.
+        errors: ``ErrorFrame``s pushed (either way) in the window.
+        errors_per_hour: ``errors`` per timeout period, times the periods in
+            an hour at the documented 60 s timeout (that is, times 60).
+        error_messages: Their texts (distinct, with counts).
+        reply_written: Words of the reply sent after the idle period.
+        reply_spoken: Of those, heard in order.
+        reply_errors: ``ErrorFrame``s pushed while that reply was spoken.
+        reply_error_messages: Their texts.
+    """
+
+    ping_supported: bool
+    timeout_s: float
+    idle_s: float
+    startup_errors: int
+    sockets_opened: int
+    errors: int
+    errors_per_hour: float
+    error_messages: dict[str, int]
+    reply_written: int
+    reply_spoken: int
+    reply_errors: int
+    reply_error_messages: list[str]
+
+
+async def idle_run(
+    factory: ServiceFactory, url: str, cfg: BenchConfig, ping_supported: bool
+) -> IdleRun:
+    """Leave a session idle for ``cfg.idle_periods`` timeouts, then speak one reply."""
+    rate = cfg.sample_rate
+    service = factory(url, rate)
+    opened: list[float] = []
+
+    @service.event_handler("on_connected")
+    async def _on_connected(*args: Any) -> None:
+        opened.append(time.perf_counter())
+
+    session = Session(service, rate)
+    await session.start()
+    try:
+        # Errors are counted over a window of whole timeout periods that
+        # starts a quarter period in, so that neither edge races a service's
+        # periodic message (Pipecat's keep-alive comes every half period,
+        # counted from its connection): the count is the same on every run.
+        await asyncio.sleep(cfg.idle_timeout_s / 4)
+        early = session.errors
+        started = time.perf_counter()
+        await asyncio.sleep(cfg.idle_periods * cfg.idle_timeout_s)
+        sent = time.perf_counter()
+        idle_errors = [e for e in session.errors if e.t >= started]
+        await session.send(llm_reply(AFTER_IDLE_REPLY))
+        await _until_quiet(
+            session, sent, len(expected_audio(AFTER_IDLE_REPLY, rate)), cfg.words_quiet_s
+        )
+    finally:
+        await _finish(session)
+    reply_errors = [e for e in session.errors if e.t >= sent]
+    written = words_of(AFTER_IDLE_REPLY)
+    heard = transcribe(_joined(session.out.audio()), rate, written)
+    idle_s = sent - started
+    periods = idle_s / cfg.idle_timeout_s
+    messages: dict[str, int] = {}
+    for e in idle_errors:
+        text = str(e.frame.error)  # type: ignore[attr-defined]
+        messages[text] = messages.get(text, 0) + 1
+    return IdleRun(
+        ping_supported=ping_supported,
+        timeout_s=cfg.idle_timeout_s,
+        idle_s=idle_s,
+        startup_errors=len(early),
+        sockets_opened=sum(started <= t < sent for t in opened),
+        errors=len(idle_errors),
+        errors_per_hour=len(idle_errors) / periods * (3600 / DOCUMENTED_IDLE_TIMEOUT_S),
+        error_messages=messages,
+        reply_written=len(written),
+        reply_spoken=sum(matched_words(written, heard)),
+        reply_errors=len(reply_errors),
+        reply_error_messages=[str(e.frame.error) for e in reply_errors],  # type: ignore[attr-defined]
+    )
+
+
+@dataclass
 class LoadStep:
     """N sessions speaking at once.
 
@@ -772,6 +1260,9 @@ class ServiceResult:
     back_to_back: list[BackToBackRun] = field(default_factory=list)
     cpu: CpuRun | None = None
     load: list[LoadStep] = field(default_factory=list)
+    echo_barge_in: list[BargeInRun] = field(default_factory=list)
+    words: list[WordsRun] = field(default_factory=list)
+    idle: list[IdleRun] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     def median(self, metric: str) -> float | None:
@@ -882,9 +1373,107 @@ async def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = prin
             results[name].cpu = await _attempt(
                 results[name], "CPU run", lambda f=factory: cpu_run(f, url, cfg)
             )
+    await _echo_barge_ins(results, cfg, progress)
+    await _words_under_segmentations(results, cfg, progress)
+    await _idle_sessions(results, cfg, progress)
     async with serve(cfg.load_server, in_process=cfg.server_in_process) as server:
         await _load_ladder(results, server.ws_base_url, cfg, progress)
     return BenchResult(cfg, results, time.perf_counter() - started)
+
+
+async def _echo_barge_ins(
+    results: dict[str, ServiceResult], cfg: BenchConfig, progress: Callable[[str], None]
+) -> None:
+    """Metric 7: the first barge-in of fresh sessions on the echoing server."""
+    async with serve(cfg.echo_server, in_process=cfg.server_in_process) as server:
+        url = server.ws_base_url
+        for i in range(cfg.runs):
+            order = list(SERVICES.items()) if i % 2 == 0 else list(SERVICES.items())[::-1]
+            for name, factory in order:
+                progress(f"echo barge-in {i + 1}/{cfg.runs}: {name}")
+                # Real-time audio: a service that waited for the interrupted
+                # reply to play out would need the whole of it (about 14 s).
+                run = await _attempt(
+                    results[name],
+                    f"echo barge-in run {i + 1}",
+                    lambda f=factory: barge_in_run(f, url, cfg, reply_timeout_s=25.0),
+                )
+                if run is not None:
+                    results[name].echo_barge_in.append(run)
+
+
+async def _words_under_segmentations(
+    results: dict[str, ServiceResult], cfg: BenchConfig, progress: Callable[[str], None]
+) -> None:
+    """Metric 8: both services at once, one server per segmentation.
+
+    Only words are counted here, not time, so the two services share the
+    server and run side by side (and with ``cfg.words_concurrently``, every
+    segmentation at once too).
+    """
+
+    async def one(seg: Segmentation) -> None:
+        progress(f"words: {seg.label}")
+        switches = {**cfg.words_server, **seg.switches}
+        async with serve(switches, in_process=cfg.server_in_process) as server:
+            url = server.ws_base_url
+            runs = await asyncio.gather(
+                *(
+                    _attempt(
+                        results[name],
+                        f"words, {seg.label}",
+                        lambda f=factory: words_run(f, url, cfg, seg),
+                    )
+                    for name, factory in SERVICES.items()
+                )
+            )
+        for name, run in zip(SERVICES, runs, strict=True):
+            if run is not None:
+                results[name].words.append(run)
+
+    if cfg.words_concurrently:
+        await asyncio.gather(*(one(seg) for seg in cfg.segmentations))
+    else:
+        for seg in cfg.segmentations:
+            await one(seg)
+    for r in results.values():
+        order = [seg.label for seg in cfg.segmentations]
+        r.words.sort(key=lambda w: order.index(w.segmentation))
+
+
+async def _idle_sessions(
+    results: dict[str, ServiceResult], cfg: BenchConfig, progress: Callable[[str], None]
+) -> None:
+    """Metric 9: both services idle at once, against a server with and without pings.
+
+    The four sessions only wait (and then speak one short reply each), so
+    they run side by side rather than one after the other.
+    """
+    progress(
+        f"idle: {cfg.idle_periods} x {cfg.idle_timeout_s} s, pings answered and refused, "
+        "both services at once"
+    )
+    factories = idle_factories(cfg.idle_timeout_s)
+
+    async def one(ping: bool) -> list[IdleRun | None]:
+        switches = {**cfg.idle_server, "idle_timeout_s": cfg.idle_timeout_s, "ping_supported": ping}
+        async with serve(switches, in_process=cfg.server_in_process) as server:
+            url = server.ws_base_url
+            return await asyncio.gather(
+                *(
+                    _attempt(
+                        results[name],
+                        f"idle, pings {'answered' if ping else 'refused'}",
+                        lambda f=factory: idle_run(f, url, cfg, ping),
+                    )
+                    for name, factory in factories.items()
+                )
+            )
+
+    for runs in await asyncio.gather(one(True), one(False)):
+        for name, run in zip(factories, runs, strict=True):
+            if run is not None:
+                results[name].idle.append(run)
 
 
 # ----------------------------------------------------------------- report
@@ -963,6 +1552,70 @@ def format_table(bench: BenchResult) -> str:
             + (" (limit not reached)" if ">=" in sessions(ours) + sessions(theirs) else ""),
         )
     )
+
+    def echo_values(r: ServiceResult) -> list[float]:
+        return [run.barge_in_to_next_audio_ms for run in r.echo_barge_in]
+
+    echo_ours, echo_theirs = echo_values(ours), echo_values(theirs)
+    rows.append(
+        (
+            "7. Barge-in → first audio of the next reply, echoing server whose cancel "
+            "leaves the segment in flight (ms)",
+            _fmt(echo_ours),
+            _fmt(echo_theirs),
+            _advantage(
+                statistics.median(echo_ours) if echo_ours else None,
+                statistics.median(echo_theirs) if echo_theirs else None,
+            ),
+        )
+    )
+
+    for i, seg in enumerate(bench.config.segmentations):
+        w_ours, w_theirs = _words_for(ours, seg.label), _words_for(theirs, seg.label)
+        rows.append(
+            (
+                f"8{'abcdefgh'[i]}. Words spoken/written, two replies back to back, {seg.label}",
+                _words_cell(w_ours),
+                _words_cell(w_theirs),
+                _advantage(
+                    None if w_ours is None else float(w_ours.spoken),
+                    None if w_theirs is None else float(w_theirs.spoken),
+                    higher_is_better=True,
+                ),
+            )
+        )
+
+    for letter, ping in (("a", True), ("b", False)):
+        i_ours, i_theirs = _idle_for(ours, ping), _idle_for(theirs, ping)
+        answered = "answered" if ping else "refused"
+        rows.append(
+            (
+                f"9{letter}. ErrorFrames per idle hour (60 s timeout), pings {answered}",
+                _idle_cell(i_ours),
+                _idle_cell(i_theirs),
+                _advantage(
+                    None if i_ours is None else i_ours.errors_per_hour,
+                    None if i_theirs is None else i_theirs.errors_per_hour,
+                ),
+            )
+        )
+    for letter, ping in (("c", True), ("d", False)):
+        i_ours, i_theirs = _idle_for(ours, ping), _idle_for(theirs, ping)
+        answered = "answered" if ping else "refused"
+        rows.append(
+            (
+                f"9{letter}. Words spoken/written of a reply right after the idle period, "
+                f"pings {answered}",
+                _after_idle_cell(i_ours),
+                _after_idle_cell(i_theirs),
+                _advantage(
+                    None if i_ours is None else float(i_ours.reply_spoken),
+                    None if i_theirs is None else float(i_theirs.reply_spoken),
+                    higher_is_better=True,
+                ),
+            )
+        )
+
     header = ("Metric", OURS, THEIRS, "ours better by")
     lines = [
         "| " + " | ".join(header) + " |",
@@ -970,6 +1623,37 @@ def format_table(bench: BenchResult) -> str:
     ]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def _words_for(r: ServiceResult, label: str) -> WordsRun | None:
+    return next((w for w in r.words if w.segmentation == label), None)
+
+
+def _words_cell(w: WordsRun | None) -> str:
+    if w is None:
+        return "n/a"
+    extra = f" (+{w.extra} extra)" if w.extra else ""
+    return f"{w.spoken}/{w.written}{extra}, {w.errors} ErrorFrame{'s' * (w.errors != 1)}"
+
+
+def _idle_for(r: ServiceResult, ping: bool) -> IdleRun | None:
+    return next((i for i in r.idle if i.ping_supported == ping), None)
+
+
+def _idle_cell(i: IdleRun | None) -> str:
+    if i is None:
+        return "n/a"
+    periods = i.idle_s / i.timeout_s
+    return f"{i.errors_per_hour:.0f} ({i.errors} in {periods:.0f} timeouts)"
+
+
+def _after_idle_cell(i: IdleRun | None) -> str:
+    if i is None:
+        return "n/a"
+    return (
+        f"{i.reply_spoken}/{i.reply_written}, "
+        f"{i.reply_errors} ErrorFrame{'s' * (i.reply_errors != 1)}"
+    )
 
 
 def format_settings(cfg: BenchConfig) -> str:
@@ -980,6 +1664,18 @@ def format_settings(cfg: BenchConfig) -> str:
             f"sample rate {cfg.sample_rate} Hz, tone backend, server in {where}, 127.0.0.1",
             f"metrics 1-5 server: {_switches(cfg.latency_server)}",
             f"metric 6 server:    {_switches(cfg.load_server)}",
+            f"metric 7 server:    {_switches(cfg.echo_server)}",
+            f"metric 8 servers:   {_switches(cfg.words_server)}, plus per sub-row: "
+            + "; ".join(
+                (_switches(seg.switches) or "nothing")
+                + (f" and a {1000 * cfg.token_pause_s:.0f} ms token pause" * seg.token_pause)
+                for seg in cfg.segmentations
+            ),
+            f"metric 9 servers:   {_switches(cfg.idle_server)}, "
+            f"idle_timeout_s={cfg.idle_timeout_s}, ping_supported=True / False; "
+            f"{cfg.idle_periods} timeouts idle; Pipecat's keep-alive scaled "
+            f"{THEIRS_KEEPALIVE_S:g} s -> "
+            f"{THEIRS_KEEPALIVE_S * cfg.idle_timeout_s / DOCUMENTED_IDLE_TIMEOUT_S:g} s",
             f"runs per latency metric: {cfg.runs} (median, min-max in brackets); "
             f"CPU: {cfg.cpu_replies} replies back to back; load: "
             f"{', '.join(map(str, cfg.load_steps))} sessions x {cfg.load_trials} trial(s), "
@@ -990,8 +1686,16 @@ def format_settings(cfg: BenchConfig) -> str:
     )
 
 
-def _switches(switches: dict[str, float]) -> str:
-    return ", ".join(f"{k}={v:g}" for k, v in switches.items())
+def _switches(switches: dict[str, Any]) -> str:
+    return ", ".join(
+        f"{k}={v}" if isinstance(v, bool) else f"{k}={v:g}" for k, v in switches.items()
+    )
+
+
+def _first_segment_s(sample_rate: int) -> float:
+    """Audio of the interrupted reply's first sentence (its first segment)."""
+    first = INTERRUPTED_REPLY.split(". ")[0] + "."
+    return seconds(len(expected_audio(first, sample_rate)), sample_rate)
 
 
 def format_details(bench: BenchResult) -> str:
@@ -1022,6 +1726,35 @@ def format_details(bench: BenchResult) -> str:
             values = r.values(metric)
             if values:
                 lines.append(f"  audio {label} (ms): {_fmt(values)}")
+        if r.echo_barge_in:
+            echo = r.echo_barge_in
+            lines.append(
+                "  metric 7 (echoing server): interrupted audio after the InterruptionFrame "
+                f"(ms) {_fmt([x.stale_audio_ms for x in echo])}; InterruptionFrame inside "
+                f"the service (ms) {_fmt([x.interruption_in_service_ms for x in echo])}; "
+                f"audio of the interrupted reply before the barge-in (ms) "
+                f"{_fmt([x.heard_before_ms for x in echo])}, of a first segment of "
+                f"{1000 * _first_segment_s(bench.config.sample_rate):.0f} ms, so its rest "
+                "was still streaming at real time when the user barged in"
+            )
+        for w in r.words:
+            lines.append(
+                f"  metric 8, {w.segmentation}: reply A {w.spoken_a}/{w.written_a}, "
+                f"reply B {w.spoken_b}/{w.written - w.written_a}, {w.extra} extra tones"
+                + (f" ({', '.join(w.extra_heard)})" if w.extra_heard else "")
+                + f", last audio {w.wall_s:.1f} s after the first LLM frame"
+                + "".join(f"\n    ErrorFrame: {m}" for m in w.error_messages[:5])
+            )
+        for i in r.idle:
+            lines.append(
+                f"  metric 9, pings {'answered' if i.ping_supported else 'refused'}: "
+                f"{i.errors} ErrorFrames in {i.idle_s:.1f} s idle at a {i.timeout_s:g} s timeout "
+                f"(and {i.startup_errors} in the first quarter period, not counted); "
+                f"{i.sockets_opened} sockets opened in that time"
+                + "".join(f"\n    {n} x ErrorFrame: {m}" for m, n in i.error_messages.items())
+                + f"\n    reply after the idle period: {i.reply_spoken}/{i.reply_written} words"
+                + "".join(f"\n    ErrorFrame during the reply: {m}" for m in i.reply_error_messages)
+            )
         for p in r.problems:
             lines.append(f"  problem: {p}")
     return "\n".join(lines)

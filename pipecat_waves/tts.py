@@ -476,10 +476,10 @@ class WavesTTSService(TTSService):
             logger.debug(f"{self}: ignoring unrecognized server message {event.raw!r:.200}")
             return
         await self._act(self._session.receive(lane_id, event, time.monotonic()))
-        if not isinstance(event, rs.AudioChunk | rs.WordTimestamp):
-            # A complete or an error can bring a turn-end deadline forward;
-            # audio only ever pushes deadlines back.
-            self._wake_timer()
+        # Any frame can bring a deadline forward: the last word of a reply
+        # matched, say, turns a long guard into the short tail. Re-arming is
+        # cheap when it does not (the timer is left alone).
+        self._wake_timer()
 
     async def _on_lane_closed(self, lane_id: int, code: int | None, reason: str) -> None:
         lane = self._lanes.pop(lane_id, None)

@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks.bench_barge_in import (
     OURS,
+    SEGMENTATIONS,
     THEIRS,
     BenchConfig,
     format_details,
@@ -22,7 +23,7 @@ from benchmarks.bench_barge_in import (
 )
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 async def test_benchmark_core_runs_for_both_services():
     bench = await run_benchmark(BenchConfig.tiny(), progress=lambda _: None)
 
@@ -45,18 +46,26 @@ async def test_benchmark_core_runs_for_both_services():
         assert result.barge_in[0].heard_before_ms > 0, name
         assert result.back_to_back[0].reply_a_audio_ms > 0, name
         assert result.cpu.audio_s > 0, name
+        assert len(result.echo_barge_in) == 1, name
+        assert result.echo_barge_in[0].heard_before_ms > 0, name
+        assert len(result.words) == len(SEGMENTATIONS), name
+        assert all(w.written > 0 for w in result.words), name
+        assert {i.ping_supported for i in result.idle} == {True, False}, name
 
     ours = bench.results[OURS].barge_in[0]
     assert ours.stale_audio_ms == 0, "interrupted audio came out after the interruption"
     assert ours.stale_by_label_ms == 0
     assert ours.pushed_while_held_ms == 0
+    assert bench.results[OURS].echo_barge_in[0].stale_audio_ms == 0
 
     table = format_table(bench)
     lines = table.splitlines()
     assert OURS in lines[0] and THEIRS in lines[0]
-    assert len(lines) == 2 + 6, table
+    # Rows 1-6, 7, 8a-8d (one per segmentation) and 9a-9d.
+    assert len(lines) == 2 + 6 + 1 + len(SEGMENTATIONS) + 4, table
     # Rows 1-5 are measured in every run; row 6 may read "none kept up" on a
     # busy machine, which is a speed verdict and not asserted.
     assert all("n/a" not in line for line in lines[2:7]), table
+    assert all("n/a" not in line for line in lines[8:]), table
     assert format_details(bench)
     assert to_json(bench)["results"][OURS]["barge_in"]

@@ -693,7 +693,11 @@ class WavesSession:
             if conn is not None and self._keepalive.can_probe_stalls and conn.last_pong_at < since:
                 return [self._ping(conn, now)] if conn.ping_sent_at is None else []
         reply.state = ReplyState.FINISHED
-        out = [ContextFinished(reply.id)]
+        how = "every word timed" if reply.words_prove_spoken() else "quiet guard"
+        out = [
+            ContextFinished(reply.id),
+            Notice("debug", f"reply {reply.id} over ({how}, {now - since:.2f} s after its audio)"),
+        ]
         if reply.attempt and reply.attempt.words_seen and not reply.all_words_matched():
             out.append(
                 Notice(
