@@ -66,6 +66,7 @@ _ERROR_CATEGORIES = {
     "RATE_LIMIT": ErrorCategory.RATE_LIMIT,
     "CONCURRENCY_LIMIT": ErrorCategory.RATE_LIMIT,
     "QUOTA_EXCEEDED": ErrorCategory.QUOTA,
+    sn.CONNECTION_LOST: ErrorCategory.CONNECTIVITY,
 }
 
 
@@ -486,13 +487,14 @@ class WavesTTSService(TTSService):
         if lane is None:
             return
         retired = self._session.connection_state(lane_id) is sn.ConnState.RETIRED
+        refused = is_refusal_close(code) and lane.messages_received == 0
         if not retired and self._running:
             await self._judge_unexpected_close(lane, code, reason)
-            if is_refusal_close(code) and self._lanes and lane.messages_received == 0:
+            if refused and self._lanes:
                 # Turned away while others work: the account allows no more sockets.
                 self._session.connection_limit_reached(len(self._lanes), time.monotonic())
         await self._call_event_handler("on_disconnected")
-        await self._act(self._session.connection_lost(lane_id, time.monotonic()))
+        await self._act(self._session.connection_lost(lane_id, time.monotonic(), refused=refused))
         self._wake_timer()
 
     async def _judge_unexpected_close(self, lane: Lane, code: int | None, reason: str) -> None:

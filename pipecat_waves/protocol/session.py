@@ -40,6 +40,10 @@ from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
 GAP_MEMORY = 32
 #: How long a socket limit learned from a refusal is respected before trying more.
 LIMIT_MEMORY_S = 60.0
+#: Connections a reply may lose and still be resent; one more and it fails.
+MAX_DROPS_PER_REPLY = 3
+#: Error code of a reply given up after losing its connection too often.
+CONNECTION_LOST = "CONNECTION_LOST"
 
 _RATE_LIMIT_CODES = frozenset({"RATE_LIMIT", "CONCURRENCY_LIMIT", "TOO_MANY_REQUESTS", "429"})
 _RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
@@ -250,6 +254,7 @@ class _ReplyInfo:
     error: rs.ServerError | None = None
     error_at: float = 0.0
     retry: _Retry | None = None
+    drops: int = 0  # connections lost while carrying it
     new_attempt: bool = True  # the next send starts a new server context
     resume_at: int | None = None  # where that context starts (None: first unspoken word)
     wire_seq: int = 0
@@ -355,13 +360,20 @@ class WavesSession:
             self._connection_limit = None
         return limit
 
-    def connection_lost(self, conn: int, now: float) -> list[Output]:
+    def connection_lost(self, conn: int, now: float, *, refused: bool = False) -> list[Output]:
         """A connection closed or failed.
 
         A reply it carried is sent again on another connection as a new server
         context, starting at the first word not yet proven spoken: audio
         already received is kept, so nothing is lost, and with word timestamps
         nothing but the word in flight can repeat.
+
+        Args:
+            conn: The connection.
+            now: Current time in seconds.
+            refused: The server turned the connection away as soon as it
+                opened (a socket limit): it never worked, so it neither counts
+                as a drop of its reply nor teaches anything about idle timeouts.
         """
         state = self._conns.pop(conn, None)
         if state is None:
@@ -371,11 +383,25 @@ class WavesSession:
         if state.state is ConnState.RETIRED:
             pass  # closed on purpose
         elif info is not None and not info.reply.state.ended:
-            out.append(Notice("warning", f"connection {conn} lost mid-reply; resending the rest"))
             info.conn = None
-            info.new_attempt = True
-            info.error = None
-        else:
+            info.drops += 0 if refused else 1
+            if info.drops > MAX_DROPS_PER_REPLY:
+                # A server that drops every try would have the rest resent (and
+                # its start, without timestamps, repeated) for ever.
+                info.error = rs.ServerError(
+                    rs.Envelope(),
+                    f"the connection was lost {info.drops} times while speaking this reply",
+                    CONNECTION_LOST,
+                )
+                info.error_at = now
+                out.extend(self._check_reply(info, now, force=True))
+            else:
+                out.append(
+                    Notice("warning", f"connection {conn} lost mid-reply; resending the rest")
+                )
+                info.new_attempt = True
+                info.error = None
+        elif not refused:
             idle_for = now - state.last_sent_at
             if self._keepalive.idle_closed(idle_for):
                 out.append(

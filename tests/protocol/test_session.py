@@ -433,3 +433,29 @@ def test_a_voice_change_mid_reply_waits_for_the_first_part_then_uses_a_new_conte
     out = speak_words(s, 1, "u1", ["Second", "part."], 0.8)
     out += s.receive(1, complete("u1"), 0.9)
     assert finished(out) == ["r"]
+
+
+def test_a_reply_whose_connection_keeps_dropping_fails_once_instead_of_looping():
+    s = make_session()
+    ready(s)
+    say(s, "r", "Hello there.", params=NO_WORDS)
+    failures, conn, t, next_id = [], 1, 0.0, 3
+    for _ in range(10):
+        s.receive(conn, chunk("t1", 0.2), t)
+        out = s.connection_lost(conn, t + 0.1)
+        failures += of_type(out, sn.ContextFailed)
+        resent = [o.conn for o in of_type(out, sn.Send) if o.message.get("text")]
+        if failures:
+            assert not resent
+            break
+        assert resent, "resent on another connection"
+        conn = resent[0]
+        for _request in of_type(s.poll(t + 0.2), sn.OpenConnection) + of_type(
+            out, sn.OpenConnection
+        ):
+            s.connection_opened(next_id, t + 0.2)  # the pool's replacement spare
+            next_id += 1
+        t += 1.0
+    assert len(failures) == 1
+    assert failures[0].error.code == sn.CONNECTION_LOST
+    assert "lost 4 times" in failures[0].error.message
