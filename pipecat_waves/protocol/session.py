@@ -396,8 +396,12 @@ class WavesSession:
                 info.error_at = now
                 out.extend(self._check_reply(info, now, force=True))
             else:
+                what = "turned away" if refused else "lost mid-reply"
                 out.append(
-                    Notice("warning", f"connection {conn} lost mid-reply; resending the rest")
+                    Notice(
+                        "debug" if refused else "warning",
+                        f"connection {conn} {what}; resending the rest of the reply",
+                    )
                 )
                 info.new_attempt = True
                 info.error = None
