@@ -38,6 +38,11 @@ MAX_BUFFER_DELAY_MS_MIN: Final = 0
 MAX_BUFFER_DELAY_MS_MAX: Final = 5000
 DEFAULT_MAX_BUFFER_DELAY_MS: Final = 3000
 
+#: Limits of the legacy buffering fields.
+MAX_BUFFER_FLUSH_MS: Final = 1000
+MAX_COMPLETE_BACKOFF_MS: Final = 10000
+DEFAULT_COMPLETE_BACKOFF_MS: Final = 4000
+
 #: Pattern and length limit shared by ``context_id``, ``session_id`` and ``request_id``.
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]+$")
 ID_MAX_LENGTH: Final = 128

@@ -190,6 +190,20 @@ def _require_type(obj: dict[str, Any], name: str, types: tuple[type, ...], what:
     return value
 
 
+def _require_range(
+    obj: dict[str, Any],
+    name: str,
+    types: tuple[type, ...],
+    what: str,
+    low: float,
+    high: float,
+) -> Any:
+    value = _require_type(obj, name, types, what)
+    if value is not None and not low <= value <= high:  # NaN fails too
+        raise RequestError("INVALID_FIELD", f"'{name}' must be between {low} and {high}", name)
+    return value
+
+
 def _check_id(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is None:
@@ -314,8 +328,11 @@ def parse_request(obj: Any) -> LiveRequest:
     cancel = _require_type(obj, "cancel_request", (bool,), "a boolean") or False
     close = _require_type(obj, "context_close", (bool,), "a boolean") or False
     flush = _require_type(obj, "flush", (bool,), "a boolean") or False
-    _require_type(obj, "max_buffer_flush_ms", (int,), "an integer")
-    _require_type(obj, "complete_backoff_ms", (int,), "an integer")
+    _require_range(obj, "max_buffer_flush_ms", (int,), "an integer", 0, c.MAX_BUFFER_FLUSH_MS)
+    # A number, as documented: the official SDK sends it as a float (4000.0).
+    _require_range(
+        obj, "complete_backoff_ms", (int, float), "a number", 0, c.MAX_COMPLETE_BACKOFF_MS
+    )
     delay = _require_type(obj, "max_buffer_delay_ms", (int,), "an integer")
     if delay is not None and not (c.MAX_BUFFER_DELAY_MS_MIN <= delay <= c.MAX_BUFFER_DELAY_MS_MAX):
         raise RequestError(

@@ -56,6 +56,15 @@ class _LiveEndpoint:
         self.open: set[LiveConnection] = set()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._handle(request)
+        except ConnectionResetError:
+            # The client went away mid-handshake (some clients do after every
+            # turn): routine, and nothing to answer.
+            logger.debug("live upgrade abandoned by the client")
+            return web.Response(status=499)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         state = self._state
         delay = state.behaviour.handshake_delay_ms
         if delay > 0:

@@ -197,12 +197,12 @@ class HttpHandlers:
         if admitted.output_format == "wav":
             audio = wav_bytes(audio, admitted.sample_rate)
         logger.debug(f"sync synthesis: {len(audio)} bytes")
-        headers = {
-            "X-Session-Id": new_session_id("http"),
-            "X-Request-Id": new_request_id(),
-            "X-External-Session-Id": admitted.session_id or "",
-            "X-External-Request-Id": admitted.request_id or "",
-        }
+        headers = {"X-Session-Id": new_session_id("http"), "X-Request-Id": new_request_id()}
+        # Echoes only of what the client sent: an empty header says nothing.
+        if admitted.session_id:
+            headers["X-External-Session-Id"] = admitted.session_id
+        if admitted.request_id:
+            headers["X-External-Request-Id"] = admitted.request_id
         # The real service labels raw PCM audio/wav too; clients go by output_format.
         return web.Response(body=audio, content_type="audio/wav", headers=headers)
 

@@ -73,6 +73,7 @@ class _Fragment:
     params: VoiceParams | None
     request_id: str | None
     session_id: str | None
+    complete_backoff_ms: float | None = None
 
 
 @dataclass
@@ -114,6 +115,7 @@ class _Job:
     use: _ContextUse | None = None
     timeline: _Timeline | None = None  # its context's, as it was when released
     settled: bool = False  # finished or stopped; no longer holds its context's slot
+    complete_backoff_ms: float | None = None  # as the request asked, else the switch applies
 
     @property
     def cancelled(self) -> bool:
@@ -421,12 +423,14 @@ class LiveConnection:
         behaviour = self._state.behaviour
         self._buffer.min_sentence_chars = behaviour.min_sentence_chars
         self._buffer.max_chunk_chars = behaviour.max_chunk_chars
-        meta = _Fragment(request.params, request.request_id, request.session_id)
+        backoff = request.raw.get("complete_backoff_ms")
+        meta = _Fragment(request.params, request.request_id, request.session_id, backoff)
         # A context-less request ends any legacy buffering (continue:false releases it).
         if request.kind is RequestKind.ONE_SHOT and not self._buffer.buffered(None):
             return [Release(None, request.text, meta, ReleaseReason.END)]
         if request.kind in (RequestKind.ONE_SHOT, RequestKind.LEGACY):
-            flush_ms = request.raw.get("max_buffer_flush_ms")
+            # 0 (the documented default) means no time-based flush at all.
+            flush_ms = request.raw.get("max_buffer_flush_ms") or None
             return self._buffer.feed_legacy(
                 request.text,
                 now=now,
@@ -499,7 +503,9 @@ class LiveConnection:
             external_session_id=meta.session_id,
         )
         one_shot = release.context_id is None
-        return _Job(segment, params, envelope, one_shot)
+        return _Job(
+            segment, params, envelope, one_shot, complete_backoff_ms=meta.complete_backoff_ms
+        )
 
     def _lane_for(self, context_id: str | None) -> _Lane:
         key: object = context_id if self._state.behaviour.interleave_contexts else _SERIAL_LANE
@@ -639,7 +645,9 @@ class LiveConnection:
     # -------------------------------------------------------------- complete
 
     async def _finish(self, job: _Job) -> None:
-        delay = self._state.behaviour.complete_delay_ms
+        delay = job.complete_backoff_ms
+        if delay is None:
+            delay = self._state.behaviour.complete_delay_ms
         if delay <= 0:
             await self._send_complete(job)
             return

@@ -584,17 +584,24 @@ def test_flush_false_alone_is_still_one_shot() -> None:
         ("max_buffer_flush_ms", 1.5),
         ("max_buffer_flush_ms", "100"),
         ("max_buffer_flush_ms", True),
-        ("complete_backoff_ms", 2.5),
+        ("max_buffer_flush_ms", -1),
+        ("max_buffer_flush_ms", 1001),
+        ("complete_backoff_ms", "4000"),
         ("complete_backoff_ms", False),
+        ("complete_backoff_ms", -0.5),
+        ("complete_backoff_ms", 10000.5),
+        ("complete_backoff_ms", float("nan")),
     ],
 )
-def test_legacy_fields_are_type_checked(name: str, value: Any) -> None:
+def test_legacy_fields_are_type_and_range_checked(name: str, value: Any) -> None:
     err = rejected(one_shot(**{name: value}))
     assert (err.code, err.field_name) == ("INVALID_FIELD", name)
 
 
-def test_complete_backoff_is_accepted_on_one_shot() -> None:
-    assert parse_request(one_shot(complete_backoff_ms=0)).kind is RequestKind.ONE_SHOT
+@pytest.mark.parametrize("value", [0, 4000, 4000.0, 2.5, 10000])
+def test_complete_backoff_is_a_number_as_documented(value: Any) -> None:
+    # The official SDK types it as a float and sends 4000.0.
+    assert parse_request(one_shot(complete_backoff_ms=value)).kind is RequestKind.ONE_SHOT
 
 
 # ----------------------------------------------------------------------- builders

@@ -145,6 +145,37 @@ async def test_complete_delay_lets_next_segment_start_first(make_server, connect
     assert all(s.completed for s in server.segments)
 
 
+async def test_complete_backoff_ms_of_a_request_delays_its_complete(make_server, connect):
+    server = await make_server()  # completes at once unless a request asks otherwise
+    client = await connect(server)
+    # Sent as a float, the way the official SDK types it.
+    await client.send(fragment("First sentence.", request_id="1", complete_backoff_ms=300.0))
+    await client.send(fragment("Second sentence.", request_id="2", complete_backoff_ms=0))
+    frames = await client.completes(2)
+    order = [(f["status"], sent_as(server, f)) for f in frames if f["status"] != "word_timestamp"]
+    assert order.index(("chunk", "2")) < order.index(("complete", "1")), "held back 300 ms"
+
+
+async def test_complete_backoff_ms_zero_overrides_a_delaying_server(make_server, connect):
+    server = await make_server(complete_delay_ms=300)
+    client = await connect(server)
+    await client.send(fragment("First sentence.", request_id="1", complete_backoff_ms=0))
+    await client.send(fragment("Second sentence.", request_id="2", complete_backoff_ms=0))
+    frames = await client.completes(2)
+    order = [(f["status"], sent_as(server, f)) for f in frames if f["status"] != "word_timestamp"]
+    assert order.index(("complete", "1")) < order.index(("chunk", "2"))
+
+
+async def test_max_buffer_flush_ms_zero_means_no_timed_flush(make_server, connect):
+    server = await make_server()
+    client = await connect(server)
+    await client.send(request("Hello ", **{"continue": True}, max_buffer_flush_ms=0))
+    assert await client.ping_roundtrip() == [{"type": "pong"}], "nothing released yet"
+    await client.send(request("there.", flush=True))
+    await client.recv_until(is_complete)
+    assert [s.text for s in server.segments] == ["Hello there."]
+
+
 async def test_coalesce_complete_sends_one_complete_for_both(make_server, connect):
     server = await make_server(complete_delay_ms=300, coalesce_complete=True)
     client = await connect(server)
@@ -577,3 +608,22 @@ async def test_stopped_segments_free_the_slot_of_a_cancelled_context(make_server
     frames = await second.recv_until(is_complete)
     assert of_status(frames, "error") == []
     assert server.segments[0].cancelled and not server.segments[0].completed
+
+
+async def test_a_client_leaving_mid_handshake_is_routine(make_server, connect, caplog):
+    server = await make_server(handshake_delay_ms=50)
+    upgrade = (
+        f"GET {LIVE_PATH} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        f"Sec-WebSocket-Version: 13\r\nAuthorization: {AUTH['Authorization']}\r\n\r\n"
+    ).encode()
+    with caplog.at_level("ERROR", logger="aiohttp.server"):
+        for _ in range(3):
+            _reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            writer.write(upgrade)
+            await writer.drain()
+            writer.transport.abort()  # gone before the server answers
+        await asyncio.sleep(0.2)  # let the server reach its answer to each
+        client = await connect(server)  # and it still serves the next client
+        assert await client.ping_roundtrip() == [{"type": "pong"}]
+    assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []

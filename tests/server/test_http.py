@@ -63,6 +63,14 @@ async def test_sync_returns_raw_pcm_labelled_wav(server, http):
     assert audio == tone(BODY["text"])
 
 
+async def test_sync_sends_no_empty_echo_headers(server, http):
+    async with http.post(server.base_url + SYNC_PATH, json=BODY, headers=AUTH) as response:
+        assert response.status == 200
+        assert response.headers["X-Request-Id"].startswith("task_")
+        assert "X-External-Request-Id" not in response.headers
+        assert "X-External-Session-Id" not in response.headers
+
+
 async def test_sync_wav_has_riff_header(server, http):
     body = {**BODY, "output_format": "wav"}
     async with http.post(server.base_url + SYNC_PATH, json=body, headers=AUTH) as response:
