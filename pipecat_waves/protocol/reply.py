@@ -74,23 +74,17 @@ class Segment:
 
     Attributes:
         key: The server's ``request_id`` (or a stand-in when it names none).
-        index: Order of the segment within its attempt.
         start_s: Seconds of the reply's audio received before this segment.
         attempt_offset_s: Seconds of the attempt's audio before this segment.
     """
 
     key: str
-    index: int
     start_s: float
     attempt_offset_s: float
     aligner: PcmAligner = field(default_factory=PcmAligner)
     audio_bytes: int = 0
     completed: bool = False
     time_base_s: float | None = None  # added to its word times: reply-level seconds
-
-    def audio_s(self, sample_rate: int) -> float:
-        """Seconds of audio received for this segment."""
-        return self.audio_bytes / (BYTES_PER_SAMPLE * sample_rate)
 
 
 @dataclass
@@ -165,7 +159,6 @@ class Reply:
         self.text = ""  # everything the LLM gave for this reply, as given
         self.attempts: list[Attempt] = []
         self.audio_s = 0.0  # audio received, reply-level seconds
-        self.received_audio = False
         self.last_frame_at: float | None = None  # any frame, complete included
         self.last_audio_at: float | None = None  # last chunk or timed word
         self.matched_upto = 0  # reply-text position after the last matched word
@@ -239,7 +232,6 @@ class Reply:
         assert attempt is not None, "frames for a reply that sent nothing"
         segment = Segment(
             key,
-            index=len(attempt.segments),
             start_s=self.audio_s,
             attempt_offset_s=self.audio_s - attempt.audio_start_s,
         )
@@ -252,8 +244,6 @@ class Reply:
         pcm = segment.aligner.feed(audio)
         segment.audio_bytes += len(audio)
         self.audio_s += len(audio) / (BYTES_PER_SAMPLE * self.sample_rate)
-        if pcm:
-            self.received_audio = True
         return pcm
 
     def add_word(

@@ -290,10 +290,6 @@ class WavesSession:
         state = self._conns.get(conn)
         return state.state if state else None
 
-    def connections(self, state: ConnState | None = None) -> list[int]:
-        """Open connections (in ``state`` if given)."""
-        return [c.id for c in self._conns.values() if state is None or c.state is state]
-
     def live_contexts(self) -> list[str]:
         """Replies not yet over, oldest first."""
         return [rid for rid, info in self._replies.items() if not info.reply.state.ended]
@@ -302,11 +298,6 @@ class WavesSession:
         """Whether ``context_id`` is known and not over."""
         info = self._replies.get(context_id)
         return bool(info and not info.reply.state.ended)
-
-    def reply(self, context_id: str) -> Reply | None:
-        """Progress of ``context_id`` (for tests and logs)."""
-        info = self._replies.get(context_id)
-        return info.reply if info else None
 
     @property
     def keepalive(self) -> KeepAlive:
