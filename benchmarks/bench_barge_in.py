@@ -148,6 +148,36 @@ _ECHO_SERVER_TINY = {
 }
 
 
+@dataclass(frozen=True)
+class HeldCompletes:
+    """A metric 4 sub-row: a server that holds back ``complete``."""
+
+    key: str
+    label: str
+    switches: dict[str, Any]
+
+
+#: The documented ``complete_backoff_ms`` default (4 s) applies to every one;
+#: our client asks for 0, which these servers do not grant.
+HELD_COMPLETES = (
+    HeldCompletes(
+        "4b",
+        "server ignores complete_backoff_ms (every complete 4 s late)",
+        {"complete_backoff_with_context": "ignore"},
+    ),
+    HeldCompletes(
+        "4c",
+        "server refuses complete_backoff_ms beside a context_id",
+        {"complete_backoff_with_context": "refuse"},
+    ),
+    HeldCompletes(
+        "4d",
+        "account concurrency 1, every complete 4 s late",
+        {"complete_backoff_with_context": "ignore", "max_active_contexts": 1},
+    ),
+)
+
+
 @dataclass
 class BenchConfig:
     """Everything a benchmark run can vary.
@@ -182,6 +212,9 @@ class BenchConfig:
             one after the other (only words are counted, not time).
         words_quiet_s: A two-reply exchange is over once no audio came for
             this long (longer than Pipecat's 3 s end-of-turn wait).
+        held_completes: Metric 4's sub-rows: servers that hold ``complete``
+            back for the documented 4 s whatever the client asks (each on
+            top of ``latency_server``).
         idle_timeout_s: Server idle timeout for metric 9 (both services face it).
         idle_periods: How many idle timeouts metric 9 waits for.
         idle_server: Server switches for metric 9 (besides the idle timeout
@@ -243,6 +276,7 @@ class BenchConfig:
     token_pause_s: float = 0.25
     words_concurrently: bool = False
     words_quiet_s: float = 5.0
+    held_completes: tuple[HeldCompletes, ...] = HELD_COMPLETES
     idle_timeout_s: int = 3
     idle_periods: int = 20
     idle_server: dict[str, Any] = field(
@@ -292,6 +326,7 @@ class BenchConfig:
             idle_s=0.2,
             echo_server={**_ECHO_SERVER_TINY},
             words_concurrently=True,
+            held_completes=HELD_COMPLETES[1:2],
             idle_periods=1,
         )
 
@@ -1261,6 +1296,7 @@ class ServiceResult:
     cpu: CpuRun | None = None
     load: list[LoadStep] = field(default_factory=list)
     echo_barge_in: list[BargeInRun] = field(default_factory=list)
+    held_back_to_back: dict[str, list[BackToBackRun]] = field(default_factory=dict)
     words: list[WordsRun] = field(default_factory=list)
     idle: list[IdleRun] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -1373,12 +1409,35 @@ async def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = prin
             results[name].cpu = await _attempt(
                 results[name], "CPU run", lambda f=factory: cpu_run(f, url, cfg)
             )
+    await _held_completes(results, cfg, progress)
     await _echo_barge_ins(results, cfg, progress)
     await _words_under_segmentations(results, cfg, progress)
     await _idle_sessions(results, cfg, progress)
     async with serve(cfg.load_server, in_process=cfg.server_in_process) as server:
         await _load_ladder(results, server.ws_base_url, cfg, progress)
     return BenchResult(cfg, results, time.perf_counter() - started)
+
+
+async def _held_completes(
+    results: dict[str, ServiceResult], cfg: BenchConfig, progress: Callable[[str], None]
+) -> None:
+    """Metric 4b-d: back-to-back replies on servers that hold ``complete`` back."""
+    for held in cfg.held_completes:
+        async with serve(
+            {**cfg.latency_server, **held.switches}, in_process=cfg.server_in_process
+        ) as server:
+            url = server.ws_base_url
+            for i in range(cfg.runs):
+                order = list(SERVICES.items()) if i % 2 == 0 else list(SERVICES.items())[::-1]
+                for name, factory in order:
+                    progress(f"back to back, {held.key} {i + 1}/{cfg.runs}: {name}")
+                    run = await _attempt(
+                        results[name],
+                        f"back-to-back run {i + 1}, {held.label}",
+                        lambda f=factory, u=url: back_to_back_run(f, u, cfg),
+                    )
+                    if run is not None:
+                        results[name].held_back_to_back.setdefault(held.key, []).append(run)
 
 
 async def _echo_barge_ins(
@@ -1518,7 +1577,23 @@ def format_table(bench: BenchResult) -> str:
     per_run("1. InterruptionFrame time inside the TTS service (ms)", "interruption_in_service_ms")
     per_run("2. Interrupted audio pushed after the InterruptionFrame (ms)", "stale_audio_ms")
     per_run("3. Barge-in → first audio of the next reply (ms)", "barge_in_to_next_audio_ms")
-    per_run("4. Gap between back-to-back replies (ms)", "gap_ms")
+    per_run(
+        "4. Gap between back-to-back replies, documented 4 s complete_backoff_ms (ms)", "gap_ms"
+    )
+    for held in bench.config.held_completes:
+        mine = [r.gap_ms for r in ours.held_back_to_back.get(held.key, [])]
+        other = [r.gap_ms for r in theirs.held_back_to_back.get(held.key, [])]
+        rows.append(
+            (
+                f"{held.key}. Gap between back-to-back replies, {held.label} (ms)",
+                _fmt(mine) if mine else _failed_cell(ours, held.label),
+                _fmt(other) if other else _failed_cell(theirs, held.label),
+                _advantage(
+                    statistics.median(mine) if mine else None,
+                    statistics.median(other) if other else None,
+                ),
+            )
+        )
 
     def cpu(r: ServiceResult) -> float | None:
         return r.cpu.cpu_ms_per_audio_s if r.cpu else None
@@ -1663,6 +1738,9 @@ def format_settings(cfg: BenchConfig) -> str:
         [
             f"sample rate {cfg.sample_rate} Hz, tone backend, server in {where}, 127.0.0.1",
             f"metrics 1-5 server: {_switches(cfg.latency_server)}",
+            "metric 4 servers:   as metrics 1-5 (completes held 4 s unless the client asks "
+            "otherwise), plus per sub-row: "
+            + "; ".join(f"{h.key} {_switches(h.switches)}" for h in cfg.held_completes),
             f"metric 6 server:    {_switches(cfg.load_server)}",
             f"metric 7 server:    {_switches(cfg.echo_server)}",
             f"metric 8 servers:   {_switches(cfg.words_server)}, plus per sub-row: "
@@ -1686,9 +1764,16 @@ def format_settings(cfg: BenchConfig) -> str:
     )
 
 
+def _failed_cell(r: ServiceResult, label: str) -> str:
+    """What a service got instead of a measurement, from its recorded problems."""
+    why = [p for p in r.problems if label in p]
+    return "failed (see details)" if why else "n/a"
+
+
 def _switches(switches: dict[str, Any]) -> str:
     return ", ".join(
-        f"{k}={v}" if isinstance(v, bool) else f"{k}={v:g}" for k, v in switches.items()
+        f"{k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
+        for k, v in switches.items()
     )
 
 

@@ -26,6 +26,8 @@ from pipecat_waves.commands import CliError, api_key_from, quiet_logs
 from pipecat_waves.demo_options import add_arguments as add_demo_arguments
 from pipecat_waves.protocol.constants import (
     DEFAULT_MODEL,
+    DOCUMENTED_COMPLETE_BACKOFF_MS,
+    MAX_COMPLETE_BACKOFF_MS,
     MODELS,
     SAMPLE_RATES,
     SPEED_MAX,
@@ -70,6 +72,14 @@ def _build_parser() -> argparse.ArgumentParser:
         choices=("piper", "tone"),
         default="piper",
         help="piper: real offline speech; tone: instant test tones (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--complete-backoff-ms",
+        type=float,
+        default=DOCUMENTED_COMPLETE_BACKOFF_MS,
+        metavar="MS",
+        help="how long each 'complete' is held back when a request does not say "
+        "(default: %(default)g, as documented; 0 suits clients that wait for it)",
     )
     return parser
 
@@ -175,8 +185,16 @@ def _make_backend(name: str) -> SpeechBackend:
     return PiperBackend()
 
 
-async def _serve(host: str, port: int, api_key: str | None, backend: SpeechBackend) -> None:
-    from pipecat_waves.server import LocalWavesServer
+async def _serve(
+    host: str,
+    port: int,
+    api_key: str | None,
+    backend: SpeechBackend,
+    complete_backoff_ms: float = DOCUMENTED_COMPLETE_BACKOFF_MS,
+) -> None:
+    from pipecat_waves.server import LocalWavesServer, ServerBehaviour
+
+    behaviour = ServerBehaviour(complete_delay_ms=complete_backoff_ms)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -184,7 +202,9 @@ async def _serve(host: str, port: int, api_key: str | None, backend: SpeechBacke
         # Not every platform lets the loop handle signals; Ctrl-C still works there.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    async with LocalWavesServer(api_key, backend=backend, host=host, port=port) as server:
+    async with LocalWavesServer(
+        api_key, backend=backend, host=host, port=port, behaviour=behaviour
+    ) as server:
         auth = "bearer key required" if api_key else "no authentication"
         logger.info(
             f"serving Waves live TTS at {server.ws_base_url}/waves/v1/tts/live ({auth}); "
@@ -224,9 +244,11 @@ def _run_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int
         api_key = None
     elif api_key is None:
         parser.error(f"give --api-key (or set {API_KEY_ENV}), or --no-auth")
+    if not 0 <= args.complete_backoff_ms <= MAX_COMPLETE_BACKOFF_MS:
+        parser.error(f"--complete-backoff-ms must be between 0 and {MAX_COMPLETE_BACKOFF_MS}")
     try:
         backend = _make_backend(args.backend)
-        asyncio.run(_serve(args.host, args.port, api_key, backend))
+        asyncio.run(_serve(args.host, args.port, api_key, backend, args.complete_backoff_ms))
     except KeyboardInterrupt:
         pass
     except (OSError, RuntimeError) as e:

@@ -41,6 +41,8 @@ DEFAULT_MAX_BUFFER_DELAY_MS: Final = 3000
 #: Limits of the legacy buffering fields.
 MAX_BUFFER_FLUSH_MS: Final = 1000
 MAX_COMPLETE_BACKOFF_MS: Final = 10000
+#: ``complete_backoff_ms`` a server applies when a request omits it (AsyncAPI default).
+DOCUMENTED_COMPLETE_BACKOFF_MS: Final = 4000
 
 #: Pattern and length limit shared by ``context_id``, ``session_id`` and ``request_id``.
 ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9_.-]+$")

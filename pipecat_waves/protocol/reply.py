@@ -85,6 +85,7 @@ class Segment:
     audio_bytes: int = 0
     completed: bool = False
     time_base_s: float | None = None  # added to its word times: reply-level seconds
+    last_chunk_at: float | None = None
 
 
 @dataclass
@@ -161,6 +162,9 @@ class Reply:
         self.audio_s = 0.0  # audio received, reply-level seconds
         self.last_frame_at: float | None = None  # any frame, complete included
         self.last_audio_at: float | None = None  # last chunk or timed word
+        # Longest wait between two chunks of one segment: how long the server
+        # may pause mid-stream, so how long trailing audio may still take.
+        self.max_chunk_gap_s = 0.0
         self.matched_upto = 0  # reply-text position after the last matched word
         self.words: list[SpokenWord] = []
 
@@ -241,6 +245,9 @@ class Reply:
     def add_audio(self, segment: Segment, audio: bytes, now: float) -> bytes:
         """Account for a chunk of ``segment``; returns its whole samples."""
         self.last_frame_at = self.last_audio_at = now
+        if segment.last_chunk_at is not None:
+            self.max_chunk_gap_s = max(self.max_chunk_gap_s, now - segment.last_chunk_at)
+        segment.last_chunk_at = now
         pcm = segment.aligner.feed(audio)
         segment.audio_bytes += len(audio)
         self.audio_s += len(audio) / (BYTES_PER_SAMPLE * self.sample_rate)
@@ -285,20 +292,34 @@ class Reply:
             return None
         return max(self.last_audio_at or 0.0, attempt.close_sent_at)
 
+    def last_segment_completed(self) -> bool:
+        """Whether the server has sent ``complete`` for the latest segment heard."""
+        attempt = self.attempt
+        return bool(attempt and attempt.segments and attempt.segments[-1].completed)
+
     def words_prove_spoken(self) -> bool:
         """Whether word timestamps account for every word sent."""
         attempt = self.attempt
         return bool(attempt and attempt.words_seen and self.all_words_matched())
 
     def quiet_needed(
-        self, tail_guard_s: float, gap_guard_s: float, *, expect_words: bool = False
+        self,
+        tail_guard_s: float,
+        gap_guard_s: float,
+        *,
+        expect_words: bool = False,
+        min_tail_guard_s: float = 0.0,
     ) -> float | None:
         """Seconds of quiet after which the current attempt is over; None: not on a clock.
 
         Only an attempt whose close has gone out can be over.
 
         Args:
-            tail_guard_s: Quiet that lets trailing silence in after the last word.
+            tail_guard_s: Most quiet that lets trailing silence in after the
+                last word. Once the server's chunk cadence is known, twice its
+                longest pause between chunks is enough (but never less than
+                ``min_tail_guard_s``): a ``complete`` held back (4 s by the
+                documented default) must not hold the next reply back.
             gap_guard_s: Quiet that proves no further segment is coming, when
                 nothing maps audio to text.
             expect_words: The server has timed words for this voice before, so
@@ -312,9 +333,12 @@ class Reply:
         segments = attempt.segments
         if attempt.words_seen and self.all_words_matched():
             last = segments[-1] if segments else None
-            if last is not None and last.completed and self.spoken_upto() >= self.matched_upto:
+            heard = self.spoken_upto() >= self.matched_upto
+            if heard and last is not None and last.completed:
                 return 0.0
-            return tail_guard_s
+            if heard and self.max_chunk_gap_s > 0:
+                return min(tail_guard_s, max(min_tail_guard_s, 2 * self.max_chunk_gap_s))
+            return tail_guard_s  # times ran ahead of the audio, or the cadence is unknown
         if not segments:
             return None  # queued or slow on the server: wait for evidence
         if attempt.words_seen or expect_words:

@@ -110,6 +110,7 @@ def build_fragment(
     max_buffer_delay_ms: int | None = None,
     request_id: str | None = None,
     session_id: str | None = None,
+    complete_backoff_ms: int | None = None,
 ) -> dict[str, Any]:
     """Build one continuation fragment.
 
@@ -123,10 +124,14 @@ def build_fragment(
         request_id: Our own id, echoed back as ``external_request_id`` by servers
             that echo it.
         session_id: Our own session id, echoed as ``external_session_id``.
+        complete_backoff_ms: How long the server may hold back each
+            segment's ``complete`` (documented default: 4000 ms).
     """
     msg = {"text": text, **_voice_fields(params), "context_id": context_id, "continue": more}
     if max_buffer_delay_ms is not None:
         msg["max_buffer_delay_ms"] = max_buffer_delay_ms
+    if complete_backoff_ms is not None:
+        msg["complete_backoff_ms"] = complete_backoff_ms
     if request_id is not None:
         msg["request_id"] = request_id
     if session_id is not None:

@@ -209,21 +209,22 @@ def error_message(
     *,
     code: str | None = None,
     envelope: Envelope | None = None,
-    shape: str = "nested",
+    shape: str = "flat",
 ) -> dict[str, Any]:
-    """Build an ``error`` message in one of the two documented shapes.
+    """Build an ``error`` message in one of the documented shapes.
 
     Args:
         message: Human-readable explanation.
         code: Machine-readable code (only carried by the nested shape).
         envelope: Routing fields, when the error concerns a request.
-        shape: ``"flat"`` (``message`` beside ``status``) or ``"nested"``
-            (``error: {code, message}``).
+        shape: ``"flat"`` (``message`` beside ``status``, as the docs show
+            for the idle timeout), ``"nested"`` (``error: {code, message}``)
+            or ``"both"`` (the two at once).
     """
     msg = _base(envelope or Envelope(), "error")
-    if shape == "flat":
+    if shape in ("flat", "both"):
         msg["message"] = message
-    else:
+    if shape in ("nested", "both"):
         msg["error"] = {"code": code or "ERROR", "message": message}
     return msg
 

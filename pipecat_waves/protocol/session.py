@@ -45,8 +45,18 @@ MAX_DROPS_PER_REPLY = 3
 #: Error code of a reply given up after losing its connection too often.
 CONNECTION_LOST = "CONNECTION_LOST"
 
+#: ``complete_backoff_ms`` we ask for: a ``complete`` held back (4 s by the
+#: documented default) keeps the context's concurrency slot and delays the
+#: proof that a reply's last segment is over, so none is wanted.
+COMPLETE_BACKOFF_MS = 0
+
 _RATE_LIMIT_CODES = frozenset({"RATE_LIMIT", "CONCURRENCY_LIMIT", "TOO_MANY_REQUESTS", "429"})
 _RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
+
+
+def refuses_complete_backoff(error: rs.ServerError) -> bool:
+    """Whether ``error`` refuses the ``complete_backoff_ms`` field itself."""
+    return "complete_backoff" in f"{error.code or ''} {error.message}".lower()
 
 
 def is_rate_limit(error: rs.ServerError) -> bool:
@@ -171,9 +181,11 @@ class SessionConfig:
 
     Parameters:
         sample_rate: Rate requested from the server; turns byte counts into seconds.
-        tail_guard_s: Once word timestamps account for every word, how long
+        tail_guard_s: Once word timestamps account for every word, the most
             the reply may stay quiet (for trailing silence) before it is over,
-            when its last segment has not completed.
+            when its last segment has not completed. Twice the server's
+            longest pause between chunks is used when that is shorter.
+        min_tail_guard_s: The least that trailing-silence guard shrinks to.
         min_gap_guard_s: Least quiet that ends a reply without word
             timestamps. The guard grows to twice the longest gap seen
             between a request and its audio or between two segments.
@@ -196,6 +208,7 @@ class SessionConfig:
 
     sample_rate: int = 24000
     tail_guard_s: float = 0.25
+    min_tail_guard_s: float = 0.05
     min_gap_guard_s: float = 0.5
     max_gap_guard_s: float = 5.0
     keepalive_interval_s: float = 20.0
@@ -258,6 +271,7 @@ class _ReplyInfo:
     new_attempt: bool = True  # the next send starts a new server context
     resume_at: int | None = None  # where that context starts (None: first unspoken word)
     wire_seq: int = 0
+    asked_no_backoff: bool = False  # its current context was sent complete_backoff_ms
     # A voice, model or language change mid-reply: text from ``switch_at`` on
     # goes to a new server context with these parameters, once the current
     # one has been spoken (a server context keeps one voice).
@@ -282,6 +296,9 @@ class WavesSession:
         self._gaps: deque[float] = deque(maxlen=GAP_MEMORY)
         self._timed_voices: set[str] = set()  # voices the server has timed words for
         self._connection_limit: tuple[int, float] | None = None  # (most sockets, until)
+        # Cleared for good once a server refuses the field (some refuse the
+        # legacy buffering fields beside a context_id).
+        self._send_complete_backoff = True
 
     # ----------------------------------------------------------------- queries
 
@@ -570,6 +587,9 @@ class WavesSession:
         what = f"reply {previous.id}" if previous else "no known reply"
         if previous is not None and previous.state is ReplyState.CANCELLED:
             return []  # a cancelled reply's audio is meant to be dropped
+        if previous is not None and previous.words_prove_spoken():
+            # Every word was heard: this is trailing silence after the last one.
+            return [Notice("debug", f"trailing audio of {what} after its last word; not played")]
         detail = f"word {event.word!r}" if isinstance(event, rs.WordTimestamp) else "audio"
         return [Notice("warning", f"late {detail} on connection {conn.id} for {what}; not played")]
 
@@ -626,6 +646,8 @@ class WavesSession:
         ):
             self._keepalive.ping_refused()
             return [Notice("info", "the server does not answer pings; keep-alive is off")]
+        if refuses_complete_backoff(error):
+            return self._on_complete_backoff_refused(conn, info if live else None, now)
         if info is None or not live:
             return [UnattributedError(conn.id, error)]
         assert info is not None
@@ -637,6 +659,40 @@ class WavesSession:
             info.error = error
             info.error_at = now
         return self._check_reply(info, now)
+
+    def _on_complete_backoff_refused(
+        self, conn: _Conn, info: _ReplyInfo | None, now: float
+    ) -> list[Output]:
+        """The server will not take ``complete_backoff_ms``: stop sending it.
+
+        The refusal is per message, so the reply's context got none of its
+        text: it starts again, without the field, on a new context. Every other
+        fragment of the refused context gets the same answer: those are dropped.
+        """
+        out: list[Output] = []
+        if self._send_complete_backoff:
+            self._send_complete_backoff = False
+            out.append(
+                Notice(
+                    "info",
+                    "the server refuses 'complete_backoff_ms' with a context; no longer "
+                    "sending it (nothing here waits on a held-back 'complete')",
+                )
+            )
+        attempt = info.reply.attempt if info is not None else None
+        if info is None or attempt is None or not info.asked_no_backoff:
+            return out  # another fragment of a context already restarted
+        info.asked_no_backoff = False
+        info.new_attempt = True
+        if attempt.segments:
+            # Part was accepted after all and its audio is still coming on
+            # this socket: leave it, and resume the unheard rest elsewhere.
+            out.extend(self._retire(conn, "resuming without 'complete_backoff_ms'"))
+            info.conn = None
+        else:
+            info.resume_at = attempt.text_start
+        out.extend(self._dispatch(now))
+        return out
 
     def _on_refused(
         self, conn: _Conn, info: _ReplyInfo, error: rs.ServerError, now: float
@@ -744,12 +800,17 @@ class WavesSession:
             self.config.tail_guard_s,
             self.gap_guard_s,
             expect_words=info.params.word_timestamps and info.params.voice_id in self._timed_voices,
+            min_tail_guard_s=self.config.min_tail_guard_s,
         )
 
     def _release(self, info: _ReplyInfo, *, clean: bool) -> list[Output]:
         """Free the connection of a reply that is over."""
         conn = self._conns.get(info.conn) if info.conn is not None else None
         info.conn = None
+        refused_waiting = any(
+            other.retry is not None and other is not info and not other.reply.state.ended
+            for other in self._replies.values()
+        )
         self._own_slot_freed()
         if conn is None or conn.state is ConnState.RETIRED:
             return []
@@ -758,6 +819,11 @@ class WavesSession:
         if not clean:
             # The server may still hold part of a failed reply: start afresh.
             return self._retire(conn, "reply failed")
+        if refused_waiting and not info.reply.last_segment_completed():
+            # A server may hold the context's concurrency slot until a
+            # held-back ``complete``; closing the socket frees it now for the
+            # reply that was refused one.
+            return self._retire(conn, "free its concurrency slot for a waiting reply")
         conn.state = ConnState.SPARE
         return []
 
@@ -926,6 +992,7 @@ class WavesSession:
             wire_id = reply.id if info.wire_seq == 1 else f"{reply.id}.{info.wire_seq}"
             reply.start_attempt(wire_id, info.resume_at)
             info.resume_at = None
+            info.asked_no_backoff = self._send_complete_backoff
             self._by_wire[wire_id] = info
             conn.ignore_refusals = False
         attempt = reply.attempt
@@ -958,6 +1025,7 @@ class WavesSession:
             more=more,
             max_buffer_delay_ms=info.max_buffer_delay_ms,
             request_id=attempt.wire_id,
+            complete_backoff_ms=COMPLETE_BACKOFF_MS if info.asked_no_backoff else None,
         )
 
     def _keep_pool(self, waiting: int, now: float) -> list[Output]:

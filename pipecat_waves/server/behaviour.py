@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pipecat_waves.protocol.constants import DEFAULT_IDLE_TIMEOUT_S
+from pipecat_waves.protocol.constants import DEFAULT_IDLE_TIMEOUT_S, DOCUMENTED_COMPLETE_BACKOFF_MS
 from pipecat_waves.protocol.continuation import DEFAULT_MIN_SENTENCE_CHARS, STRICT_MAX_CHUNK_CHARS
 
 
@@ -49,7 +49,16 @@ class ServerBehaviour:
             ``external_request_id`` on every frame that answers a request
             (chunk, word, complete and error frames). Off by default.
         complete_delay_ms: Delay between a segment's last chunk and its
-            ``complete``; the next segment does not wait for it.
+            ``complete`` when the request carries no ``complete_backoff_ms``
+            (which, when sent, wins). The documented default is 4000 ms, so
+            that is the default here: a client must not wait on ``complete``.
+            0 suits quick demos with clients that do. The next segment
+            never waits for it.
+        complete_backoff_with_context: What a ``complete_backoff_ms`` sent
+            with a ``context_id`` does: ``"apply"`` (documented: it sets that
+            segment's delay), ``"ignore"`` (the server's own delay applies
+            anyway) or ``"refuse"`` (a validation error, as the docs give for
+            the other legacy buffering fields ``flush`` and ``max_buffer_flush_ms``).
         coalesce_complete: When a segment starts while an earlier delayed
             ``complete`` is still pending, send only one (the later) for both.
         close_after_one_shot_complete: Close the socket after the ``complete``
@@ -80,7 +89,8 @@ class ServerBehaviour:
             socket closed with 1008.
         stall_after_chunks: After this many chunks on a connection, go silent
             without closing: no frames at all, not even pongs. Once per server.
-        error_shape: ``"nested"`` (``error: {code, message}``) or ``"flat"``.
+        error_shape: ``"flat"`` (documented: ``message`` beside ``status``,
+            no code), ``"nested"`` (``error: {code, message}``) or ``"both"``.
         word_timestamp_voices: Voices that emit word timestamps (``None``: all).
         word_time_reference: What word ``start``/``end`` are measured from:
             ``"segment"`` (documented: the start of that segment's audio, so
@@ -110,7 +120,8 @@ class ServerBehaviour:
     chunk_interval_ms: float = 0
     handshake_delay_ms: float = 0
     echo_external_request_id: bool = False
-    complete_delay_ms: float = 0
+    complete_delay_ms: float = DOCUMENTED_COMPLETE_BACKOFF_MS
+    complete_backoff_with_context: Literal["apply", "ignore", "refuse"] = "apply"
     coalesce_complete: bool = False
     close_after_one_shot_complete: bool = False
     cancel_stops_inflight: bool = False
@@ -122,7 +133,7 @@ class ServerBehaviour:
     auth_failure: Literal["http_401", "close_after_upgrade"] = "http_401"
     ping_supported: bool = True
     stall_after_chunks: int | None = None
-    error_shape: Literal["nested", "flat"] = "nested"
+    error_shape: Literal["flat", "nested", "both"] = "flat"
     word_timestamp_voices: frozenset[str] | None = None
     word_time_reference: Literal["segment", "context"] = "segment"
     min_sentence_chars: int = DEFAULT_MIN_SENTENCE_CHARS

@@ -286,10 +286,24 @@ class LiveConnection:
         self.record.received.append(obj)
         try:
             request = parse_request(obj)
+            self._check_strict_fields(request)
         except RequestError as e:
             await self._error(e.message, e.code, self._raw_envelope(obj))
             return
         await self._dispatch(request)
+
+    def _check_strict_fields(self, request: LiveRequest) -> None:
+        """Refuse what a stricter server may refuse (a switch, off by default)."""
+        if (
+            self._state.behaviour.complete_backoff_with_context == "refuse"
+            and request.context_id is not None
+            and "complete_backoff_ms" in request.raw
+        ):
+            raise RequestError(
+                "INVALID_FIELD",
+                "'complete_backoff_ms' cannot be combined with 'context_id'",
+                "complete_backoff_ms",
+            )
 
     def _raw_envelope(self, obj: Any) -> Envelope:
         """Echo what can be echoed from a message that failed validation."""
@@ -424,6 +438,8 @@ class LiveConnection:
         self._buffer.min_sentence_chars = behaviour.min_sentence_chars
         self._buffer.max_chunk_chars = behaviour.max_chunk_chars
         backoff = request.raw.get("complete_backoff_ms")
+        if request.context_id is not None and behaviour.complete_backoff_with_context != "apply":
+            backoff = None
         meta = _Fragment(request.params, request.request_id, request.session_id, backoff)
         # A context-less request ends any legacy buffering (continue:false releases it).
         if request.kind is RequestKind.ONE_SHOT and not self._buffer.buffered(None):

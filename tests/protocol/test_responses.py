@@ -311,13 +311,13 @@ def test_complete_round_trip() -> None:
 
 
 def test_nested_error_round_trip() -> None:
-    msg = error_message("Bad voice", code="INVALID_FIELD", envelope=FULL_ENVELOPE)
+    msg = error_message("Bad voice", code="INVALID_FIELD", envelope=FULL_ENVELOPE, shape="nested")
     assert msg["error"] == {"code": "INVALID_FIELD", "message": "Bad voice"}
     assert round_trip(msg) == ServerError(FULL_ENVELOPE, "Bad voice", "INVALID_FIELD")
 
 
 def test_nested_error_without_code_gets_a_generic_one() -> None:
-    msg = error_message("Oops")
+    msg = error_message("Oops", shape="nested")
     assert msg == {"status": "error", "error": {"code": "ERROR", "message": "Oops"}}
     assert round_trip(msg) == ServerError(Envelope(), "Oops", "ERROR")
 
@@ -326,6 +326,17 @@ def test_flat_error_round_trip_drops_the_code() -> None:
     msg = error_message("Timed out", code="TIMEOUT", shape="flat")
     assert msg == {"status": "error", "message": "Timed out"}
     assert round_trip(msg) == ServerError(Envelope(), "Timed out", None)
+
+
+def test_flat_is_the_default_error_shape() -> None:
+    assert error_message("Timed out", code="TIMEOUT") == {"status": "error", "message": "Timed out"}
+
+
+def test_both_error_shapes_at_once() -> None:
+    msg = error_message("Bad voice", code="INVALID_FIELD", shape="both")
+    assert msg["message"] == "Bad voice"
+    assert msg["error"] == {"code": "INVALID_FIELD", "message": "Bad voice"}
+    assert round_trip(msg) == ServerError(Envelope(), "Bad voice", "INVALID_FIELD")
 
 
 def test_pong_round_trip() -> None:

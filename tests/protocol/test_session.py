@@ -176,6 +176,33 @@ def test_delayed_or_missing_complete_costs_only_the_tail_guard():
     assert s.receive(1, complete("t1"), 4.0) == []
 
 
+def test_a_held_back_complete_costs_twice_the_servers_chunk_cadence():
+    s = make_session(tail_guard_s=0.25, min_tail_guard_s=0.05)
+    ready(s)
+    say(s, "r", "One two three.")
+    now = 1.0
+    for i, w in enumerate(["One", "two", "three."]):  # a chunk every 30 ms, its word after it
+        s.receive(1, chunk("t1", 0.1), now)
+        s.receive(1, word("t1", w, 0.1 * i, 0.1 * (i + 1)), now)
+        now += 0.03
+    last = now - 0.03
+    assert abs(s.next_deadline(last) - (last + 0.06)) < 1e-6
+    assert finished(s.poll(last + 0.05)) == []
+    assert finished(s.poll(last + 0.061)) == ["r"]
+
+
+def test_timestamps_ahead_of_their_audio_keep_the_whole_tail_guard():
+    s = make_session(tail_guard_s=0.25, min_tail_guard_s=0.05)
+    ready(s)
+    say(s, "r", "One two.")
+    s.receive(1, chunk("t1", 0.1), 1.0)
+    s.receive(1, chunk("t1", 0.05), 1.01)
+    s.receive(1, word("t1", "One", 0.0, 0.1), 1.01)
+    s.receive(1, word("t1", "two.", 0.1, 0.2), 1.01)  # its audio is still to come
+    assert finished(s.poll(1.2)) == []
+    assert finished(s.poll(1.27)) == ["r"]
+
+
 def test_without_timestamps_the_reply_waits_out_a_gap_guard_that_learns():
     s = make_session(min_gap_guard_s=0.5)
     ready(s)
@@ -459,3 +486,79 @@ def test_a_reply_whose_connection_keeps_dropping_fails_once_instead_of_looping()
     assert len(failures) == 1
     assert failures[0].error.code == sn.CONNECTION_LOST
     assert "lost 4 times" in failures[0].error.message
+
+
+# --------------------------------------------------------- complete_backoff_ms
+
+
+def test_every_fragment_asks_for_completes_without_the_documented_hold_back():
+    s = make_session()
+    ready(s)
+    msgs = sends(say(s, "r", "Hello there."))
+    assert [m["complete_backoff_ms"] for m in msgs] == [0, 0]
+
+
+def test_a_server_refusing_complete_backoff_gets_the_reply_again_without_it():
+    s = make_session()
+    ready(s)
+    out = s.send_text("r", "Hello there. ", PARAMS, 0.0, max_buffer_delay_ms=0)
+    out += s.send_text("r", "How are you?", PARAMS, 0.0, max_buffer_delay_ms=0)
+    out += s.close_context("r", 0.0)
+    assert len(sends(out, conn=1)) == 3
+    refusal = error("'complete_backoff_ms' cannot be combined with 'context_id'")
+    out = s.receive(1, refusal, 0.1)
+    assert of_type(out, sn.Notice)
+    assert not of_type(out, sn.ContextFailed | sn.UnattributedError)
+    resent = sends(out, conn=1)
+    assert [m["text"] for m in resent] == ["Hello there. How are you?", ""]
+    assert {m["context_id"] for m in resent} == {"r.2"}
+    assert all("complete_backoff_ms" not in m for m in resent)
+    # The refused context's other fragments are refused too: nothing to do.
+    assert s.receive(1, refusal, 0.1) == []
+    assert s.receive(1, refusal, 0.1) == []
+    speak_words(s, 1, "t1", ["Hello", "there.", "How", "are", "you?"], 0.2)
+    assert finished(s.receive(1, complete("t1"), 0.3)) == ["r"]
+    # Learned for the session: later replies go without the field at once.
+    assert all("complete_backoff_ms" not in m for m in sends(say(s, "q", "Next.", 0.4)))
+
+
+def test_a_slot_held_by_a_held_back_complete_is_freed_for_a_refused_reply():
+    s = make_session()
+    ready(s)
+    say(s, "a", "First reply here.")
+    say(s, "b", "Second reply.", 0.1)
+    out = s.receive(2, error("Concurrency limit reached", "CONCURRENCY_LIMIT"), 0.2)
+    assert of_type(out, sn.ContextRetrying)
+    # All of reply a's words arrive, but its last complete is held back:
+    # the server may hold a's slot until then, so its socket is closed.
+    out = speak_words(s, 1, "t1", ["First", "reply", "here."], 0.3)
+    out += s.poll(0.3 + s.config.tail_guard_s)
+    assert finished(out) == ["a"]
+    assert [c.conn for c in of_type(out, sn.CloseConnection)] == [1]
+    # Closing frees the slot at once: reply b is sent again straight away.
+    assert [m["text"] for m in sends(out) if m.get("context_id") == "b.2"] == ["Second reply.", ""]
+
+
+def test_a_connection_whose_reply_completed_stays_warm():
+    s = make_session()
+    ready(s)
+    say(s, "a", "First reply here.")
+    say(s, "b", "Second reply.", 0.1)
+    s.receive(2, error("Concurrency limit reached", "CONCURRENCY_LIMIT"), 0.2)
+    speak_words(s, 1, "t1", ["First", "reply", "here."], 0.3)
+    out = s.receive(1, complete("t1"), 0.3)
+    assert finished(out) == ["a"]
+    assert not of_type(out, sn.CloseConnection)
+    assert s.connection_state(1) is sn.ConnState.SPARE
+
+
+def test_every_reply_refused_for_complete_backoff_is_sent_again():
+    s = make_session()
+    ready(s)
+    say(s, "a", "First reply.")
+    say(s, "b", "Second reply.", 0.0)
+    refusal = error("'complete_backoff_ms' cannot be combined with 'context_id'")
+    out = s.receive(1, refusal, 0.1) + s.receive(2, refusal, 0.1)
+    assert [m["context_id"] for m in sends(out) if m["text"]] == ["a.2", "b.2"]
+    assert all("complete_backoff_ms" not in m for m in sends(out))
+    assert s.receive(1, refusal, 0.1) + s.receive(2, refusal, 0.1) == []

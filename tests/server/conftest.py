@@ -28,6 +28,12 @@ async def make_server() -> AsyncIterator[ServerFactory]:
     servers: list[LocalWavesServer] = []
 
     async def factory(**behaviour: Any) -> LocalWavesServer:
+        # These tests read a segment's ``complete`` as its end; the documented
+        # 4 s hold-back (the server default) has tests of its own.
+        behaviour.setdefault("complete_delay_ms", 0)
+        # Codes are checked here; the documented flat shape (the default)
+        # carries none, and has tests of its own.
+        behaviour.setdefault("error_shape", "both")
         server = LocalWavesServer(
             api_key=KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**behaviour)
         )

@@ -8,8 +8,8 @@ import json
 import aiohttp
 import pytest
 
-from pipecat_waves.protocol.constants import LIVE_PATH
-from pipecat_waves.server import ToneBackend
+from pipecat_waves.protocol.constants import DOCUMENTED_COMPLETE_BACKOFF_MS, LIVE_PATH
+from pipecat_waves.server import ServerBehaviour, ToneBackend
 from tests.server.conftest import (
     AUTH,
     RATE,
@@ -164,6 +164,58 @@ async def test_complete_backoff_ms_zero_overrides_a_delaying_server(make_server,
     frames = await client.completes(2)
     order = [(f["status"], sent_as(server, f)) for f in frames if f["status"] != "word_timestamp"]
     assert order.index(("complete", "1")) < order.index(("chunk", "2"))
+
+
+def test_documented_complete_backoff_is_the_default() -> None:
+    # A client that omits complete_backoff_ms gets its completes 4 s late.
+    assert ServerBehaviour().complete_delay_ms == DOCUMENTED_COMPLETE_BACKOFF_MS == 4000
+
+
+async def test_complete_backoff_ms_can_be_ignored_with_a_context(make_server, connect):
+    server = await make_server(complete_delay_ms=300, complete_backoff_with_context="ignore")
+    client = await connect(server)
+    await client.send(fragment("First sentence.", request_id="1", complete_backoff_ms=0))
+    await client.send(fragment("Second sentence.", request_id="2", complete_backoff_ms=0))
+    frames = await client.completes(2)
+    order = [(f["status"], sent_as(server, f)) for f in frames if f["status"] != "word_timestamp"]
+    assert order.index(("chunk", "2")) < order.index(("complete", "1")), "held back anyway"
+
+
+async def test_complete_backoff_ms_can_be_refused_with_a_context(make_server, connect):
+    server = await make_server(complete_backoff_with_context="refuse")
+    client = await connect(server)
+    await client.send(fragment("Refused.", request_id="1", complete_backoff_ms=0))
+    error = await client.recv()
+    assert error["status"] == "error"
+    assert "complete_backoff_ms" in error["message"]
+    assert await client.ping_roundtrip() == [{"type": "pong"}]
+    assert server.segments == []
+    # Without a context the field stays legal.
+    await client.send(request("Accepted.", complete_backoff_ms=0))
+    frames = await client.recv_until(is_complete)
+    assert of_status(frames, "chunk")
+
+
+def test_documented_flat_error_shape_is_the_default() -> None:
+    assert ServerBehaviour().error_shape == "flat"
+
+
+@pytest.mark.parametrize(
+    ("shape", "has_message", "has_nested"),
+    [("flat", True, False), ("nested", False, True), ("both", True, True)],
+)
+async def test_error_shape_switch(make_server, connect, shape, has_message, has_nested):
+    server = await make_server(error_shape=shape)
+    client = await connect(server)
+    await client.send({"text": "No voice."})
+    frame = await client.recv()
+    assert frame["status"] == "error"
+    assert ("message" in frame) is has_message
+    assert ("error" in frame) is has_nested
+    if has_message:
+        assert "voice_id" in frame["message"]
+    if has_nested:
+        assert frame["error"]["code"] == "MISSING_FIELD"
 
 
 async def test_max_buffer_flush_ms_zero_means_no_timed_flush(make_server, connect):

@@ -23,6 +23,7 @@ SECRET = "cli-secret-key-123"
         ["serve"],  # no key and no --no-auth
         ["serve", "--api-key", "k", "--no-auth"],
         ["serve", "--no-auth", "--backend", "espeak"],
+        ["serve", "--no-auth", "--complete-backoff-ms", "20000"],
         [],
     ],
 )
@@ -100,3 +101,34 @@ async def test_serve_without_auth():
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "held_back"), [([], True), (["--complete-backoff-ms", "0"], False)]
+)
+async def test_serve_holds_complete_back_as_documented_unless_told(args, held_back):
+    env = {k: v for k, v in os.environ.items() if k != cli.API_KEY_ENV}
+    proc, ws_base, _ = await _run_server(
+        ["serve", "--port", "0", "--backend", "tone", "--no-auth", *args], env
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            ws = await http.ws_connect(ws_base + LIVE_PATH)
+            for n in ("1", "2"):
+                await ws.send_json(
+                    {"text": "Hi.", "voice_id": "avery", "sample_rate": 8000, "request_id": n}
+                )
+            statuses = []
+            while statuses.count("complete") < (1 if held_back else 2):
+                statuses.append((await ws.receive_json(timeout=10))["status"])
+            await ws.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(proc.communicate(), 30)
+    # Requests are served in turn: a held-back complete comes after the next one's audio.
+    first_complete = statuses.index("complete")
+    chunks_after = [s for s in statuses[first_complete:] if s == "chunk"]
+    if held_back:
+        assert statuses.count("chunk") >= 2 and not chunks_after
+    else:
+        assert chunks_after, statuses

@@ -39,11 +39,17 @@ SWITCHES = {
         "echo_external_request_id": False,
         "cancel_stops_inflight": False,
     },
-    "no-echo, delayed complete": {"echo_external_request_id": False, "complete_delay_ms": 700},
+    # The client asks for no hold-back; these servers hold completes back anyway.
+    "no-echo, delayed complete": {
+        "echo_external_request_id": False,
+        "complete_delay_ms": 700,
+        "complete_backoff_with_context": "ignore",
+    },
     "echo, coalesced delayed complete": {
         "echo_external_request_id": True,
         "complete_delay_ms": 300,
         "coalesce_complete": True,
+        "complete_backoff_with_context": "refuse",
     },
     "no-echo, interleaved contexts": {
         "echo_external_request_id": False,

@@ -70,9 +70,23 @@ DIMENSIONS: dict[str, dict[str, dict[str, Any]]] = {
         "delay": {"buffer_delay_override_ms": 80},
     },
     "completes": {
-        "immediate": {"complete_delay_ms": 0, "coalesce_complete": False},
-        "delayed": {"complete_delay_ms": 1500, "coalesce_complete": False},
-        "coalesced": {"complete_delay_ms": 1500, "coalesce_complete": True},
+        # Our client asks for complete_backoff_ms 0: the delayed readings
+        # ignore or refuse that, so their completes really are held back.
+        "immediate": {
+            "complete_delay_ms": 0,
+            "coalesce_complete": False,
+            "complete_backoff_with_context": "apply",
+        },
+        "delayed": {
+            "complete_delay_ms": 1500,
+            "coalesce_complete": False,
+            "complete_backoff_with_context": "ignore",
+        },
+        "coalesced": {
+            "complete_delay_ms": 1500,
+            "coalesce_complete": True,
+            "complete_backoff_with_context": "refuse",
+        },
     },
     "echo": {
         "echo": {"echo_external_request_id": True},

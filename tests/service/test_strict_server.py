@@ -30,6 +30,7 @@ STRICT = ServerBehaviour(
     echo_external_request_id=False,
     cancel_stops_inflight=False,
     complete_delay_ms=4000,
+    complete_backoff_with_context="refuse",
     coalesce_complete=True,
     interleave_contexts=True,
     ping_supported=False,
