@@ -22,6 +22,7 @@ from pipecat.services.settings import TTSSettings
 from pipecat.services.tts_service import TextAggregationMode, TTSService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory
+from pipecat.utils.text.base_text_aggregator import TextType
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
 from pipecat_waves.connection import (
@@ -32,6 +33,7 @@ from pipecat_waves.connection import (
     live_url,
     open_socket,
 )
+from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
@@ -45,6 +47,9 @@ __all__ = ["WavesTTSService", "WavesTTSSettings"]
 #: tokens are left for the server to gather into sentences, within a bound.
 SENTENCE_MODE_BUFFER_DELAY_MS = 0
 TOKEN_MODE_BUFFER_DELAY_MS = 500
+
+#: The first clause of every turn goes out early, by these thresholds.
+FIRST_CLAUSE = FirstClause()
 
 #: Longest the session timer sleeps, and how late after a deadline it wakes
 #: (so a deadline is never checked a hair too early and missed).
@@ -132,6 +137,7 @@ class WavesTTSService(TTSService):
         settings: WavesTTSSettings | None = None,
         text_aggregation_mode: TextAggregationMode | None = None,
         max_buffer_delay_ms: int | None = None,
+        first_clause: FirstClause | None = FIRST_CLAUSE,
         word_timestamps: bool = True,
         idle_timeout_s: int = 60,
         turn_end_guard_s: float = 0.25,
@@ -155,6 +161,12 @@ class WavesTTSService(TTSService):
             max_buffer_delay_ms: How long the server may hold text waiting for a
                 sentence end. None picks per mode: 0 for sentences (already
                 whole), 500 for tokens.
+            first_clause: In sentence mode, send the first sentence of each
+                turn in pieces (its first clause as soon as it is complete,
+                then more before that audio runs out) instead of waiting for
+                the LLM to finish it; the thresholds are
+                :class:`~pipecat_waves.first_clause.FirstClause`'s. None sends
+                whole sentences only.
             word_timestamps: Ask for word timings and emit word-level
                 ``TTSTextFrame``s in step with the audio. Voices without timings
                 fall back to the whole sentence text.
@@ -214,6 +226,15 @@ class WavesTTSService(TTSService):
             settings=default_settings,
             **kwargs,
         )
+        if mode == TextAggregationMode.SENTENCE and first_clause is not None:
+            # Pipecat 1.14 takes no aggregator argument: its own sentence
+            # aggregator is swapped for one that also cuts the first sentence.
+            # tests/service/test_first_clause.py fails loudly if this stops working.
+            self._text_aggregator = FirstClauseAggregator(
+                first_clause,
+                aggregation_type=TextType.SENTENCE,
+                language=self._text_aggregator.language,
+            )
         self._api_key = api_key
         self._word_timestamps = word_timestamps
         self._open_timeout_s = open_timeout_s
