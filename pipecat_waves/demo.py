@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import time
@@ -43,8 +44,15 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from pipecat_waves.commands import CliError, api_key_from, open_endpoint, quiet_logs
+from pipecat_waves.commands import (
+    CliError,
+    api_key_from,
+    command_logs,
+    open_endpoint,
+    output_format,
+)
 from pipecat_waves.demo_options import add_arguments
+from pipecat_waves.interrupt import EXIT_INTERRUPTED, run_interruptible
 from pipecat_waves.tts import WavesTTSService
 
 #: Output rate of the demo (and of the WAV file).
@@ -55,6 +63,8 @@ TURN_GAP_S = 0.5
 INTERRUPT_AFTER_S = 1.2
 #: Longest wait for a reply to finish playing before the demo gives up.
 TURN_TIMEOUT_S = 30.0
+#: After Ctrl-C, longest wait for the pipeline to stop (the whole exit takes under a second).
+STOP_TIMEOUT_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,7 @@ class Conversation:
         if self.failure is not None:
             raise DemoFailure(self.failure)
         if not done:
-            raise DemoFailure(f"no {what} within {TURN_TIMEOUT_S:.0f} s; run with --verbose")
+            raise DemoFailure(f"no {what} within {TURN_TIMEOUT_S:.0f} s; run with -v to see why")
 
 
 def llm_tokens(text: str) -> list[str]:
@@ -390,11 +400,11 @@ async def run_demo(
     Raises:
         CliError: The conversation could not be completed; one line says why.
     """
-    if not output.parent.is_dir():
-        raise CliError(f"cannot write {output}: folder {output.parent} does not exist")
+    output_format(output)
     async with open_endpoint(api_key, base_url, backend) as endpoint:
         print(f"Speaking through {endpoint.describe()}", end="")
-        print(" (no WAVES_API_KEY set: offline Piper voice)." if endpoint.local else ".")
+        offline = "offline Piper voice" if backend == "piper" else "test tones"
+        print(f" (no WAVES_API_KEY set: {offline})." if endpoint.local else ".")
         print("", flush=True)
         conversation = Conversation(SCRIPT)
         tts = WavesTTSService(
@@ -413,7 +423,13 @@ async def run_demo(
         await runner.add_workers(worker)
         run = asyncio.create_task(runner.run())
         finished = asyncio.create_task(conversation.done.wait())
-        await asyncio.wait({run, finished}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({run, finished}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Ctrl-C: stop the pipeline now (closing its sockets), not after the script.
+            finished.cancel()
+            await _stop_now(worker, run)
+            raise
         if not run.done():
             if conversation.failure is None:
                 await worker.queue_frame(EndFrame())
@@ -423,11 +439,34 @@ async def run_demo(
         finished.cancel()
         where = endpoint.describe()
     if conversation.failure is not None:
-        raise CliError(conversation.failure)
+        raise CliError(_with_fix(conversation.failure, voice))
     if not conversation.done.is_set():
-        raise CliError("the pipeline stopped before the conversation ended; run with --verbose")
+        raise CliError("the pipeline stopped before the conversation ended; run with -v to see why")
     seconds = write_conversation(output, conversation.turns)
     return DemoReport(conversation.turns, where, endpoint.local, output, seconds)
+
+
+async def _stop_now(worker: PipelineWorker, run: asyncio.Task[Any]) -> None:
+    """Cancel the pipeline and wait briefly for it; the caller is being cancelled."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(worker.cancel(), STOP_TIMEOUT_S)
+    if not run.done():
+        run.cancel()
+    await asyncio.wait({run}, timeout=STOP_TIMEOUT_S)
+
+
+def _with_fix(failure: str, voice: str) -> str:
+    """The pipeline's error, with the fix said in this command's own terms."""
+    lowered = failure.lower()
+    if "api key" in lowered:
+        cause = failure.split(". ")[0]
+        return f"{cause}; pass the right key with --api-key (or WAVES_API_KEY)"
+    if "voice" in lowered:
+        return (
+            f"unknown voice {voice!r}; run 'pipecat-waves voices' to list the voice ids "
+            "and pass one with --voice"
+        )
+    return failure
 
 
 def format_table(turns: Sequence[TurnResult]) -> str:
@@ -460,8 +499,8 @@ def run(args: argparse.Namespace) -> int:
     """
     output = Path(args.output)
     try:
-        with quiet_logs(args.verbose):
-            report = asyncio.run(
+        with command_logs(args.verbose):
+            report = run_interruptible(
                 run_demo(
                     output,
                     api_key=api_key_from(args.api_key),
@@ -474,7 +513,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     print()
     print(format_table(report.turns))
     print()
