@@ -34,7 +34,7 @@ def test_concurrent_first_use_loads_the_model_once(monkeypatch: pytest.MonkeyPat
     loads = []
     release = threading.Event()
 
-    def fake_load() -> object:
+    def fake_load(model_path: object = None) -> object:
         loads.append(threading.get_ident())
         # Hold the first loader until every thread has asked, so an unguarded
         # lazy load would be entered again by the others.
