@@ -36,6 +36,10 @@ def main() -> None:
         code = run()
     except KeyboardInterrupt:
         code = _EXIT_INTERRUPTED
+    if code == _EXIT_INTERRUPTED:
+        # The command has closed what it could in its grace period; do not wait
+        # for a synthesis still running in a worker thread to finish.
+        _exit_now(signal.SIGINT, None)
     sys.exit(code)
 
 
