@@ -381,7 +381,9 @@ def _unreachable_error(endpoint: Endpoint, url: str, reason: str) -> CliError:
         fix = "check the network and --base-url"
     else:
         fix = "check the network"
-    return CliError(f"cannot reach {_server_name(endpoint)} at {url} ({reason}); {fix}")
+    name = _server_name(endpoint)
+    where = name if endpoint.ws_base in name else f"{name} at {url}"
+    return CliError(f"cannot reach {where} ({reason}); {fix}")
 
 
 async def _connect(endpoint: Endpoint) -> Any:
