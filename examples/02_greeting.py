@@ -1,6 +1,6 @@
 """Say hello: a ``TTSSpeakFrame`` through ``WavesTTSService`` into a WAV file.
 
-    python examples/02_greeting.py            # writes greeting.wav
+    python examples/02_greeting.py            # writes greeting.wav; -v for every detail
 
 With ``WAVES_API_KEY`` set the voice is Smallest.ai's; without it the example
 starts the local Waves-compatible server with its offline voice (needs
@@ -9,12 +9,14 @@ starts the local Waves-compatible server with its offline voice (needs
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import wave
 from pathlib import Path
 
+from loguru import logger
 from pipecat.frames.frames import EndFrame, Frame, TTSAudioRawFrame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
@@ -68,9 +70,26 @@ async def greet(output: Path, *, api_key: str, base_url: str = "wss://api.smalle
     return len(recorder.audio) / (2 * SAMPLE_RATE)
 
 
+def quiet_logs(*, verbose: bool) -> None:
+    """What happens once (INFO) by default, every frame's detail with ``-v``.
+
+    The local server stands in for the real API here, so its own log is
+    only shown with ``-v``.
+    """
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO")
+    if not verbose:
+        logger.disable("pipecat_waves.server")
+
+
 async def main() -> None:
     """Greet through the Waves API, or through the local server without a key."""
-    output = Path(sys.argv[1] if len(sys.argv) > 1 else "greeting.wav")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", default="greeting.wav", help="WAV file to write")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every detail")
+    args = parser.parse_args()
+    quiet_logs(verbose=args.verbose)
+    output = Path(args.output)
     api_key = os.environ.get("WAVES_API_KEY")
     if api_key:
         seconds = await greet(output, api_key=api_key)

@@ -1,6 +1,6 @@
 """Change voice at run time with ``TTSUpdateSettingsFrame``, on the same socket.
 
-    python examples/03_switch_voice.py        # writes switch_voice.wav
+    python examples/03_switch_voice.py        # writes switch_voice.wav; -v for every detail
 
 Each line is spoken by the next voice. The change takes effect with the next
 text; ``WavesTTSService`` needs no reconnect for it (the voice travels with
@@ -10,12 +10,14 @@ whose single offline voice speaks every voice id alike.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import sys
 import wave
 from pathlib import Path
 
+from loguru import logger
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -81,9 +83,26 @@ async def switch_voices(
     return len(recorder.audio) / (2 * SAMPLE_RATE)
 
 
+def quiet_logs(*, verbose: bool) -> None:
+    """What happens once (INFO) by default, every frame's detail with ``-v``.
+
+    The local server stands in for the real API here, so its own log is
+    only shown with ``-v``.
+    """
+    logger.remove()
+    logger.add(sys.stderr, level="DEBUG" if verbose else "INFO")
+    if not verbose:
+        logger.disable("pipecat_waves.server")
+
+
 async def main() -> None:
     """Switch voices through the Waves API, or through the local server without a key."""
-    output = Path(sys.argv[1] if len(sys.argv) > 1 else "switch_voice.wav")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("output", nargs="?", default="switch_voice.wav", help="WAV file to write")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show every detail")
+    args = parser.parse_args()
+    quiet_logs(verbose=args.verbose)
+    output = Path(args.output)
     api_key = os.environ.get("WAVES_API_KEY")
     if api_key:
         seconds = await switch_voices(output, api_key=api_key)

@@ -12,18 +12,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import os
+import errno
 import signal
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, NoReturn
 
-from loguru import logger
-
-from pipecat_waves.commands import CliError, api_key_from, quiet_logs
+from pipecat_waves import __version__
+from pipecat_waves.commands import (
+    API_KEY_ENVS,
+    CliError,
+    api_key_from,
+    command_logs,
+    output_format,
+)
 from pipecat_waves.demo_options import add_arguments as add_demo_arguments
+from pipecat_waves.demo_options import add_verbosity
+from pipecat_waves.interrupt import EXIT_INTERRUPTED, Stopped, run_interruptible
 from pipecat_waves.protocol.constants import (
     DEFAULT_MODEL,
     DOCUMENTED_COMPLETE_BACKOFF_MS,
@@ -35,15 +41,15 @@ from pipecat_waves.protocol.constants import (
 )
 from pipecat_waves.server.backends import SpeechBackend
 
-#: Environment variable read when ``--api-key`` is not given.
-API_KEY_ENV = "WAVES_API_KEY"
+#: First environment variable read when ``--api-key`` is not given.
+API_KEY_ENV = API_KEY_ENVS[0]
 
 
 class _Parser(argparse.ArgumentParser):
     """An argument parser whose errors are one line that points at ``--help``."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+        self.exit(2, f"error: {message} (see '{self.prog} --help')\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -51,6 +57,7 @@ def _build_parser() -> argparse.ArgumentParser:
         prog="pipecat-waves",
         description="Smallest.ai Waves text-to-speech for Pipecat: try it, and test against it.",
     )
+    parser.add_argument("--version", action="version", version=f"pipecat-waves {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_say(commands)
     _add_voices(commands)
@@ -64,7 +71,8 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--port", type=int, default=8765, help="port; 0 picks a free one")
     serve.add_argument(
-        "--api-key", help=f"bearer token clients must send (default: ${API_KEY_ENV})"
+        "--api-key",
+        help="bearer token clients must send (default: $WAVES_API_KEY, then $SMALLEST_API_KEY)",
     )
     serve.add_argument("--no-auth", action="store_true", help="accept every client without a key")
     serve.add_argument(
@@ -81,6 +89,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="how long each 'complete' is held back when a request does not say "
         "(default: %(default)g, as documented; 0 suits clients that wait for it)",
     )
+    serve.add_argument(
+        "--voice-model",
+        metavar="ONNX",
+        help="another Piper voice model (.onnx, with its .onnx.json beside it) "
+        "instead of the bundled Joe voice",
+    )
+    add_verbosity(serve, "show connections (-v) or every request and audio chunk (-vv)")
     return parser
 
 
@@ -95,13 +110,18 @@ def _add_endpoint_options(parser: argparse.ArgumentParser) -> None:
         help="server origin, e.g. ws://127.0.0.1:8765 for 'pipecat-waves serve' "
         "(default: wss://api.smallest.ai with a key, else the embedded server)",
     )
-    parser.add_argument("--verbose", action="store_true", help="show library logs")
+    add_verbosity(parser)
 
 
 def _add_say(commands: Any) -> None:
     say = commands.add_parser("say", help="speak text into a WAV file")
     say.add_argument("text", help="what to say")
-    say.add_argument("-o", "--output", default="say.wav", help="WAV file (default: %(default)s)")
+    say.add_argument(
+        "-o",
+        "--output",
+        default="say.wav",
+        help="WAV file, or .pcm for raw PCM16 (default: %(default)s)",
+    )
     say.add_argument("--voice", default="avery", help="voice id (default: %(default)s)")
     say.add_argument(
         "--model",
@@ -141,14 +161,14 @@ def _run_say(args: argparse.Namespace) -> int:
         language=args.language,
     )
     return _report(
-        run_say(
+        lambda: run_say(
             request,
             api_key=api_key_from(args.api_key),
             base_url=args.base_url,
             backend=args.backend,
             progress=Progress(),
         ),
-        verbose=args.verbose,
+        verbosity=args.verbose,
     )
 
 
@@ -156,33 +176,28 @@ def _run_voices(args: argparse.Namespace) -> int:
     from pipecat_waves.commands import run_voices
 
     return _report(
-        run_voices(api_key=api_key_from(args.api_key), base_url=args.base_url),
-        verbose=args.verbose,
+        lambda: run_voices(api_key=api_key_from(args.api_key), base_url=args.base_url),
+        verbosity=args.verbose,
     )
 
 
-def _report(work: Coroutine[Any, Any, str], *, verbose: bool) -> int:
+def _report(work: Callable[[], Coroutine[Any, Any, str]], *, verbosity: int) -> int:
     """Run ``work``; print its result, or its error as one line on stderr."""
     try:
-        with quiet_logs(verbose):
-            result = asyncio.run(work)
+        with command_logs(verbosity):
+            result = run_interruptible(work())
     except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        return _fail(str(e))
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     print(result)
     return 0
 
 
-def _make_backend(name: str) -> SpeechBackend:
-    if name == "tone":
-        from pipecat_waves.server.backends import ToneBackend
-
-        return ToneBackend()
-    from pipecat_waves.server.piper_backend import PiperBackend
-
-    return PiperBackend()
+def _fail(message: str, code: int = 1) -> int:
+    """Print a failure as one ``error:`` line; return the exit code."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
 
 
 async def _serve(
@@ -196,21 +211,18 @@ async def _serve(
 
     behaviour = ServerBehaviour(complete_delay_ms=complete_backoff_ms)
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        # Not every platform lets the loop handle signals; Ctrl-C still works there.
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     async with LocalWavesServer(
         api_key, backend=backend, host=host, port=port, behaviour=behaviour
     ) as server:
         auth = "bearer key required" if api_key else "no authentication"
-        logger.info(
-            f"serving Waves live TTS at {server.ws_base_url}/waves/v1/tts/live ({auth}); "
-            "Ctrl-C to stop"
+        # Printed, not logged: the one line a user needs at the default level.
+        print(
+            f"serving Waves live TTS at {server.ws_base_url}/waves/v1/tts/live "
+            f"({auth}, {backend.name} backend); Ctrl-C to stop",
+            file=sys.stderr,
+            flush=True,
         )
-        await stop.wait()
+        await asyncio.Event().wait()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,37 +236,106 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = _build_parser()
     args = parser.parse_args(argv)
-    if args.command == "say":
-        return _run_say(args)
-    if args.command == "voices":
-        return _run_voices(args)
-    if args.command == "demo":
-        # Imported here: the demo needs Pipecat, the other commands do not.
-        from pipecat_waves.demo import run as run_demo
-
-        return run_demo(args)
-    return _run_serve(parser, args)
-
-
-def _run_serve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
-    if args.no_auth and args.api_key:
-        parser.error("--api-key and --no-auth contradict each other")
-    if args.no_auth:
-        api_key = None
-    elif api_key is None:
-        parser.error(f"give --api-key (or set {API_KEY_ENV}), or --no-auth")
-    if not 0 <= args.complete_backoff_ms <= MAX_COMPLETE_BACKOFF_MS:
-        parser.error(f"--complete-backoff-ms must be between 0 and {MAX_COMPLETE_BACKOFF_MS}")
     try:
-        backend = _make_backend(args.backend)
-        asyncio.run(_serve(args.host, args.port, api_key, backend, args.complete_backoff_ms))
+        if args.command == "say":
+            return _run_say(args)
+        if args.command == "voices":
+            return _run_voices(args)
+        if args.command == "demo":
+            return _run_demo(args)
+        return _run_serve(args)
     except KeyboardInterrupt:
-        pass
-    except (OSError, RuntimeError) as e:
-        logger.error(f"cannot serve: {e}")
-        return 1
+        # Ctrl-C outside the event loop (while Pipecat or Piper is loading).
+        return EXIT_INTERRUPTED
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    try:
+        output_format(Path(args.output))
+    except CliError as e:
+        return _fail(str(e))
+    # Silenced before Pipecat is imported, so its start-up banner stays quiet too.
+    with command_logs(args.verbose):
+        from pipecat_waves.demo import run as run_demo
+    return run_demo(args)
+
+
+def _serve_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """The key clients must send, or an error message naming the fix."""
+    if args.no_auth and args.api_key:
+        return None, "--api-key and --no-auth contradict each other; give one of them"
+    if args.no_auth:
+        return None, None
+    api_key = api_key_from(args.api_key)
+    if api_key is None:
+        envs = " or ".join(API_KEY_ENVS)
+        return None, (
+            f"the server needs the key its clients must send: give --api-key, set {envs}, "
+            "or pass --no-auth to accept every client"
+        )
+    return api_key, None
+
+
+def _serve_backend(args: argparse.Namespace) -> SpeechBackend:
+    """The synthesizer, loaded now so a missing voice is refused before serving.
+
+    Raises:
+        CliError: The Piper voice cannot be loaded; the message names the fix.
+    """
+    if args.backend == "tone":
+        if args.voice_model:
+            raise CliError("--voice-model needs the piper backend; drop --backend tone")
+        from pipecat_waves.server.backends import ToneBackend
+
+        return ToneBackend()
+    from pipecat_waves.server.piper_backend import PiperBackend
+
+    model = Path(args.voice_model) if args.voice_model else None
+    backend = PiperBackend(model_path=model)
+    try:
+        backend.warm_up()
+    except RuntimeError as e:
+        raise CliError(f"{e}; or use --backend tone for test tones instead of speech") from None
+    return backend
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    api_key, problem = _serve_key(args)
+    if problem is None and not 0 <= args.complete_backoff_ms <= MAX_COMPLETE_BACKOFF_MS:
+        problem = f"--complete-backoff-ms must be between 0 and {MAX_COMPLETE_BACKOFF_MS}"
+    if problem is not None:
+        return _fail(problem, 2)
+    with command_logs(args.verbose, default_level="WARNING"):
+        try:
+            backend = _serve_backend(args)
+            run_interruptible(
+                _serve(args.host, args.port, api_key, backend, args.complete_backoff_ms),
+                stop_signals=(signal.SIGINT, signal.SIGTERM),
+            )
+        except CliError as e:
+            return _fail(str(e))
+        except Stopped as e:
+            # Stopped by a service manager (SIGTERM) is a normal end; Ctrl-C is 130.
+            return 0 if e.signum == signal.SIGTERM else EXIT_INTERRUPTED
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED
+        except OSError as e:
+            return _fail(_bind_error(args.host, args.port, e))
     return 0
+
+
+def _bind_error(host: str, port: int, error: OSError) -> str:
+    """Why the server could not start listening, and what to do."""
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"port {port} on {host} is already in use (another 'pipecat-waves serve'?); "
+            "stop that program or pick another port with --port (0 picks a free one)"
+        )
+    if error.errno == errno.EACCES:
+        return f"no permission to listen on port {port}; use a port above 1023 with --port"
+    if error.errno == errno.EADDRNOTAVAIL:
+        return f"{host} is not an address of this machine; give another --host"
+    return f"cannot listen on {host}:{port} ({error.strerror or error}); check --host and --port"
 
 
 if __name__ == "__main__":

@@ -77,12 +77,30 @@ class Endpoint:
     http_base: str
     api_key: str | None
     local: bool
+    base_url_given: bool = False
+
+    @property
+    def is_smallest(self) -> bool:
+        """Smallest.ai's own service (not a server on this machine or elsewhere)."""
+        host = urlsplit(self.ws_base).hostname or ""
+        return host == "smallest.ai" or host.endswith(".smallest.ai")
+
+    @property
+    def on_this_machine(self) -> bool:
+        """A server on this machine: the embedded one or a ``pipecat-waves serve``."""
+        from pipecat_waves.connection import is_loopback_host
+
+        return self.local or is_loopback_host(urlsplit(self.ws_base).hostname)
 
     def describe(self) -> str:
         """Where the audio comes from, for people (never shows the key)."""
         if self.local:
             return f"the embedded local Waves-compatible server at {self.ws_base}"
-        return f"Smallest.ai Waves at {self.ws_base}"
+        if self.is_smallest:
+            return f"Smallest.ai Waves at {self.ws_base}"
+        if self.on_this_machine:
+            return f"the local Waves-compatible server at {self.ws_base}"
+        return f"the Waves server at {self.ws_base}"
 
     def auth_headers(self) -> dict[str, str]:
         """Headers every request carries."""
@@ -134,7 +152,7 @@ async def open_endpoint(
     """
     if base_url is not None:
         ws_base, http_base = _origins(base_url)
-        yield Endpoint(ws_base, http_base, api_key, local=False)
+        yield Endpoint(ws_base, http_base, api_key, local=False, base_url_given=True)
         return
     if api_key is not None:
         ws_base, http_base = _origins(c.DEFAULT_BASE_URL)
@@ -158,24 +176,67 @@ async def open_endpoint(
         yield Endpoint(server.ws_base_url, server.base_url, local_key, local=True)
 
 
-@contextlib.contextmanager
-def quiet_logs(verbose: bool) -> Iterator[None]:
-    """Silence library logging for the duration of a command, unless ``verbose``.
+#: Log level for each ``-v`` count, after the command's default.
+_VERBOSE_LEVELS = {1: "INFO", 2: "DEBUG"}
 
-    The commands report everything that matters themselves, in one line; the
-    libraries' debug and info logs would bury it.
+
+@contextlib.contextmanager
+def command_logs(verbosity: int, *, default_level: str | None = None) -> Iterator[None]:
+    """Log at the level a user asked for during a command.
+
+    Without ``-v`` the commands report what matters themselves, in one line,
+    so library logs are off (``default_level`` None) or limited to
+    ``default_level``; ``-v`` shows what happens once (connections, replies
+    that fail), ``-vv`` every detail down to audio chunks.
+
+    Args:
+        verbosity: How many times ``-v`` was given.
+        default_level: Level shown without ``-v``; None shows nothing.
     """
-    if verbose:
-        yield
+    level = _VERBOSE_LEVELS.get(min(verbosity, 2), default_level)
+    if level is None:
+        names = ("pipecat", "pipecat_waves")
+        for name in names:
+            logger.disable(name)
+        try:
+            yield
+        finally:
+            for name in names:
+                logger.enable(name)
         return
-    names = ("pipecat", "pipecat_waves")
-    for name in names:
-        logger.disable(name)
+    logger.remove()
+    sink = logger.add(sys.stderr, level=level)
     try:
         yield
     finally:
-        for name in names:
-            logger.enable(name)
+        logger.remove(sink)
+        logger.add(sys.stderr)  # loguru's own default, for whoever runs next in-process
+
+
+#: Output formats, by file extension: WAV, or bare PCM16 little-endian mono.
+OUTPUT_FORMATS = {".wav": "wav", ".pcm": "pcm", ".raw": "pcm"}
+
+
+def output_format(path: Path) -> str:
+    """The audio format ``path``'s extension asks for.
+
+    Raises:
+        CliError: The path is a folder, or names a format this tool cannot write.
+    """
+    if path.is_dir():
+        raise CliError(
+            f"cannot write {path}: it is a folder; give a file name such as {path / 'out.wav'}"
+        )
+    suffix = path.suffix.lower()
+    if suffix not in OUTPUT_FORMATS:
+        shown = f"a {suffix} file" if suffix else "a file without an extension"
+        raise CliError(
+            f"cannot write {shown} ({path}): only WAV is written, or raw PCM16 to .pcm/.raw; "
+            f"give a name ending in .wav, e.g. -o {path.with_suffix('.wav').name}"
+        )
+    if not path.parent.is_dir():
+        raise CliError(f"cannot write {path}: folder {path.parent} does not exist")
+    return OUTPUT_FORMATS[suffix]
 
 
 # -------------------------------------------------------------------- say
@@ -225,9 +286,7 @@ def validate_say(request: SayRequest) -> None:
         )
     if not request.voice.strip():
         raise CliError("--voice is empty; run 'pipecat-waves voices' to list the voice ids")
-    folder = request.output.parent
-    if not folder.is_dir():
-        raise CliError(f"cannot write {request.output}: folder {folder} does not exist")
+    output_format(request.output)
 
 
 def split_text(text: str, limit: int = c.MAX_FRAGMENT_CHARS) -> list[str]:
@@ -276,29 +335,55 @@ class Progress:
             self._shown = False
 
 
-def _server_error(error: rs.ServerError, request: SayRequest) -> CliError:
+def _server_error(error: rs.ServerError, request: SayRequest, endpoint: Endpoint) -> CliError:
     text = f"{error.code or ''} {error.message}".lower()
     if "voice" in text:
         return CliError(
             f"unknown voice {request.voice!r}; run 'pipecat-waves voices' to list the voice ids"
         )
     if error.code == "UNAUTHORIZED":
-        return _bad_key_error(401)
-    return CliError(f"the Waves server refused the request: {error.message}")
+        return _bad_key_error(401, endpoint)
+    return CliError(f"{_server_name(endpoint)} refused the request: {error.message}")
 
 
-def _bad_key_error(status: int) -> CliError:
+def _server_name(endpoint: Endpoint) -> str:
+    """Who answered, in a sentence: Smallest.ai, or the server at the URL."""
+    if endpoint.is_smallest:
+        return "Smallest.ai Waves"
+    if endpoint.on_this_machine:
+        return f"the local server at {endpoint.ws_base}"
+    return f"the Waves server at {endpoint.ws_base}"
+
+
+def _bad_key_error(status: int, endpoint: Endpoint) -> CliError:
+    """A refused key, with the fix that fits the server and whether a key was sent."""
+    envs = " or ".join(API_KEY_ENVS)
+    if endpoint.api_key is None:
+        return CliError(
+            f"{_server_name(endpoint)} requires an API key and none was given (HTTP {status}); "
+            f"pass --api-key or set {envs}"
+        )
+    if endpoint.is_smallest:
+        return CliError(
+            f"Smallest.ai Waves rejected the API key (HTTP {status}); set {API_KEY_ENVS[0]} "
+            "(or pass --api-key) to a valid key from the Smallest.ai console"
+        )
     return CliError(
-        f"the Waves server rejected the API key (HTTP {status}); set WAVES_API_KEY "
-        "(or pass --api-key) to a valid key from the Smallest.ai console"
+        f"{_server_name(endpoint)} rejected the API key (HTTP {status}); pass the key that "
+        f"server was started with, with --api-key or {envs}"
     )
 
 
-def _unreachable_error(url: str, reason: str) -> CliError:
-    return CliError(
-        f"cannot reach the Waves server at {url} ({reason}); check the network, "
-        "or --base-url if you gave one"
-    )
+def _unreachable_error(endpoint: Endpoint, url: str, reason: str) -> CliError:
+    if endpoint.on_this_machine and not endpoint.local:
+        fix = "start it with 'pipecat-waves serve', or fix --base-url"
+    elif endpoint.base_url_given:
+        fix = "check the network and --base-url"
+    else:
+        fix = "check the network"
+    name = _server_name(endpoint)
+    where = name if endpoint.ws_base in name else f"{name} at {url}"
+    return CliError(f"cannot reach {where} ({reason}); {fix}")
 
 
 async def _connect(endpoint: Endpoint) -> Any:
@@ -330,24 +415,24 @@ async def _connect(endpoint: Endpoint) -> Any:
     except InvalidStatus as e:
         status = e.response.status_code
         if status in (401, 403):
-            raise _bad_key_error(status) from None
+            raise _bad_key_error(status, endpoint) from None
         if status == 429:
             raise CliError(
-                "Waves refused the connection: concurrency limit reached (HTTP 429); "
-                "wait a moment or stop other sessions, then retry"
+                f"{_server_name(endpoint)} refused the connection: concurrency limit reached "
+                "(HTTP 429); wait a moment or stop other sessions, then retry"
             ) from None
         raise CliError(
-            f"the Waves server at {origin} answered HTTP {status} to the WebSocket upgrade; "
+            f"{_server_name(endpoint)} answered HTTP {status} to the WebSocket upgrade; "
             "check --base-url"
         ) from None
     except TimeoutError:
-        raise _unreachable_error(origin, "timed out") from None
+        raise _unreachable_error(endpoint, origin, "timed out") from None
     except (OSError, websockets.exceptions.InvalidHandshake) as e:
-        raise _unreachable_error(origin, str(e) or type(e).__name__) from None
+        raise _unreachable_error(endpoint, origin, str(e) or type(e).__name__) from None
 
 
 async def _speak_piece(
-    ws: Any, piece: str, params: VoiceParams, request: SayRequest, on_audio: Any
+    ws: Any, piece: str, params: VoiceParams, request: SayRequest, on_audio: Any, endpoint: Endpoint
 ) -> bytes:
     """Send one request and collect its audio up to the server's ``complete``."""
     await ws.send(json.dumps(build_one_shot(piece, params)))
@@ -358,20 +443,22 @@ async def _speak_piece(
             raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_S)
         except TimeoutError:
             raise CliError(
-                f"the Waves server sent nothing for {RECEIVE_TIMEOUT_S:.0f} s; "
+                f"{_server_name(endpoint)} sent nothing for {RECEIVE_TIMEOUT_S:.0f} s; "
                 "try again, or check the service status"
             ) from None
         try:
             event = rs.parse_message(raw)
         except rs.ResponseError as e:
-            raise CliError(f"the Waves server sent a malformed message ({e}); try again") from None
+            raise CliError(
+                f"{_server_name(endpoint)} sent a malformed message ({e}); try again"
+            ) from None
         if isinstance(event, rs.AudioChunk):
             audio += aligner.feed(event.audio)
             on_audio(len(audio))
         elif isinstance(event, rs.SegmentComplete):
             return bytes(audio)
         elif isinstance(event, rs.ServerError):
-            raise _server_error(event, request)
+            raise _server_error(event, request, endpoint)
 
 
 async def synthesize(
@@ -405,35 +492,45 @@ async def synthesize(
     try:
         for piece in split_text(request.text):
             try:
-                pcm += await _speak_piece(ws, piece, params, request, on_audio)
+                pcm += await _speak_piece(ws, piece, params, request, on_audio, endpoint)
             except ConnectionClosed:
                 # Some servers close the socket after each reply: one reopen.
                 await ws.close()
                 ws = await _connect(endpoint)
                 try:
-                    pcm += await _speak_piece(ws, piece, params, request, on_audio)
+                    pcm += await _speak_piece(ws, piece, params, request, on_audio, endpoint)
                 except ConnectionClosed as e:
                     raise CliError(
-                        f"the Waves server closed the connection ({e.rcvd or 'no reason'}); "
-                        "try again"
+                        f"{_server_name(endpoint)} closed the connection "
+                        f"({e.rcvd or 'no reason'}); try again"
                     ) from None
     finally:
         await ws.close()
     return bytes(pcm)
 
 
-def write_wav(path: Path, pcm: bytes, sample_rate: int) -> None:
-    """Write PCM16 mono as a WAV file.
+def write_audio(path: Path, pcm: bytes, sample_rate: int, *, channels: int = 1) -> None:
+    """Write PCM16 as the format ``path``'s extension names (WAV, or raw PCM).
 
     Raises:
-        CliError: The file cannot be written.
+        CliError: The file cannot be written, or its extension names no format
+            this tool writes.
     """
+    fmt = output_format(path)
+    frame = c.BYTES_PER_SAMPLE * channels
+    data = pcm[: len(pcm) - len(pcm) % frame]
     try:
-        with wave.open(str(path), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(c.BYTES_PER_SAMPLE)
-            wav.setframerate(sample_rate)
-            wav.writeframes(pcm[: len(pcm) - len(pcm) % 2])
+        # The file is opened here, not by ``wave``: a failed open then leaves
+        # no half-built writer behind to fail again when collected.
+        with path.open("wb") as file:
+            if fmt == "pcm":
+                file.write(data)
+                return
+            with wave.open(file, "wb") as wav:
+                wav.setnchannels(channels)
+                wav.setsampwidth(c.BYTES_PER_SAMPLE)
+                wav.setframerate(sample_rate)
+                wav.writeframes(data)
     except OSError as e:
         raise CliError(f"cannot write {path}: {e.strerror or e}") from None
 
@@ -460,8 +557,8 @@ async def run_say(
                 progress.clear()
         where = endpoint.describe()
     if not pcm:
-        raise CliError("the Waves server returned no audio for this text; try other text")
-    write_wav(request.output, pcm, request.sample_rate)
+        raise CliError(f"{_server_name(endpoint)} returned no audio for this text; try other text")
+    write_audio(request.output, pcm, request.sample_rate)
     seconds = duration_s(len(pcm), request.sample_rate)
     note = " (no WAVES_API_KEY set: offline voice)" if endpoint.local else ""
     return (
@@ -529,20 +626,21 @@ async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
             http.get(url, headers=endpoint.auth_headers()) as response,
         ):
             if response.status in (401, 403):
-                raise _bad_key_error(response.status)
+                raise _bad_key_error(response.status, endpoint)
             if response.status != 200:
                 raise CliError(
-                    f"the Waves server at {endpoint.http_base} answered HTTP {response.status} "
+                    f"{_server_name(endpoint)} answered HTTP {response.status} "
                     "to the voice list; check --base-url"
                 )
             body = await response.json(content_type=None)
     except TimeoutError:
-        raise _unreachable_error(endpoint.http_base, "timed out") from None
+        raise _unreachable_error(endpoint, endpoint.http_base, "timed out") from None
     except aiohttp.ClientConnectionError as e:
-        raise _unreachable_error(endpoint.http_base, str(e) or type(e).__name__) from None
+        reason = str(e) or type(e).__name__
+        raise _unreachable_error(endpoint, endpoint.http_base, reason) from None
     except (aiohttp.ContentTypeError, json.JSONDecodeError):
         raise CliError(
-            "the Waves server sent a voice list that is not JSON; check --base-url"
+            f"{_server_name(endpoint)} sent a voice list that is not JSON; check --base-url"
         ) from None
     return parse_voices(body)
 
@@ -567,7 +665,12 @@ async def run_voices(*, api_key: str | None, base_url: str | None) -> str:
         voices = await fetch_voices(endpoint)
         where = endpoint.describe()
     if not voices:
-        raise CliError(f"{where} lists no voices; check the account in the Smallest.ai console")
+        fix = (
+            "check the account in the Smallest.ai console"
+            if endpoint.is_smallest
+            else ("check the server's voice catalogue")
+        )
+        raise CliError(f"{where} lists no voices; {fix}")
     note = " (no WAVES_API_KEY set: local catalogue)" if endpoint.local else ""
     return (
         f"{format_voices(voices)}\n\n{len(voices)} voices from {where}{note}. "

@@ -132,11 +132,7 @@ async def open_socket(
     except InvalidStatus as e:
         status = e.response.status_code
         if status in (401, 403):
-            raise WavesConnectError(
-                f"Waves rejected the API key (HTTP {status}). Check the api_key you passed "
-                "(or WAVES_API_KEY) and that it is active in the Smallest.ai console.",
-                permanent=True,
-            ) from None
+            raise WavesConnectError(_key_refused(status, host, api_key), permanent=True) from None
         if status == 429:
             raise WavesConnectError(
                 "Waves refused the connection: concurrency limit reached (HTTP 429). "
@@ -151,6 +147,24 @@ async def open_socket(
             f"Cannot reach Waves at {host} ({type(e).__name__}: {e}). "
             "Check base_url and the network; retrying with backoff."
         ) from None
+
+
+def _key_refused(status: int, netloc: str, api_key: str) -> str:
+    """Why the key was refused and what to do, true to the server that refused it."""
+    if not api_key.strip():
+        return (
+            f"The Waves server at {netloc} requires an API key and none was given (HTTP {status}). "
+            "Pass api_key= (a Smallest.ai key, or the key a local server was started with)."
+        )
+    if is_loopback_host(urlsplit(f"//{netloc}").hostname):
+        return (
+            f"The local Waves server at {netloc} rejected the API key (HTTP {status}). "
+            "Pass the key that server was started with as api_key."
+        )
+    return (
+        f"Waves rejected the API key (HTTP {status}). Check the api_key you passed "
+        "(or WAVES_API_KEY) and that it is active in the Smallest.ai console."
+    )
 
 
 @dataclass

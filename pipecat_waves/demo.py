@@ -16,15 +16,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import sys
 import time
-import wave
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -43,8 +44,19 @@ from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.workers.runner import WorkerRunner
 
-from pipecat_waves.commands import CliError, api_key_from, open_endpoint, quiet_logs
+from pipecat_waves.commands import (
+    CliError,
+    Endpoint,
+    SayRequest,
+    api_key_from,
+    command_logs,
+    open_endpoint,
+    output_format,
+    synthesize,
+    write_audio,
+)
 from pipecat_waves.demo_options import add_arguments
+from pipecat_waves.interrupt import EXIT_INTERRUPTED, run_interruptible
 from pipecat_waves.tts import WavesTTSService
 
 #: Output rate of the demo (and of the WAV file).
@@ -53,8 +65,15 @@ SAMPLE_RATE = 24000
 TURN_GAP_S = 0.5
 #: How far into the interrupted reply's audio the user starts talking.
 INTERRUPT_AFTER_S = 1.2
+#: How long the user has been talking when the bot stops: the VAD's reaction time,
+#: so in the WAV the barge-in is heard as two voices overlapping briefly.
+BARGE_IN_LEAD_S = 0.3
+#: The user's voice in the WAV (right channel); any voice id the server knows.
+USER_VOICE = "liam"
 #: Longest wait for a reply to finish playing before the demo gives up.
 TURN_TIMEOUT_S = 30.0
+#: After Ctrl-C, longest wait for the pipeline to stop (the whole exit takes under a second).
+STOP_TIMEOUT_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -110,7 +129,9 @@ class TurnResult:
         interrupted: The user talked over this reply.
         stale_bytes: Audio of this reply that arrived after the interruption
             (dropped; a correct service sends none).
-        offset_s: Where the turn starts in the WAV file.
+        offset_s: Where the bot's reply starts in the WAV file.
+        user_audio: The user's line, spoken for the WAV's right channel.
+        user_offset_s: Where the user's line starts in the WAV file.
     """
 
     number: int
@@ -122,6 +143,8 @@ class TurnResult:
     interrupted: bool = False
     stale_bytes: int = 0
     offset_s: float = 0.0
+    user_audio: bytes = b""
+    user_offset_s: float = 0.0
     contexts: set[str] = field(default_factory=set)
     heard_enough: asyncio.Event = field(default_factory=asyncio.Event)
     finished: asyncio.Event = field(default_factory=asyncio.Event)
@@ -179,7 +202,7 @@ class Conversation:
         if self.failure is not None:
             raise DemoFailure(self.failure)
         if not done:
-            raise DemoFailure(f"no {what} within {TURN_TIMEOUT_S:.0f} s; run with --verbose")
+            raise DemoFailure(f"no {what} within {TURN_TIMEOUT_S:.0f} s; run with -v to see why")
 
 
 def llm_tokens(text: str) -> list[str]:
@@ -354,27 +377,74 @@ class DemoReport:
     wav_seconds: float
 
 
-def write_conversation(path: Path, turns: Sequence[TurnResult]) -> float:
-    """Write every turn's audio, in order, with a pause between turns.
+def lay_out(turns: Sequence[TurnResult]) -> float:
+    """Place every line on the WAV's timeline; return its length in seconds.
 
-    Sets each turn's ``offset_s`` and returns the file's length in seconds.
+    The user speaks, a pause, the bot answers. After an interrupted reply the
+    user's next line starts :data:`BARGE_IN_LEAD_S` before the bot stops, as it
+    did in the pipeline (the bot stops because the user is talking).
     """
-    gap = bytes(2 * int(TURN_GAP_S * SAMPLE_RATE))
-    pcm = bytearray()
+    t = 0.0
+    end = 0.0
     for turn in turns:
-        if pcm:
-            pcm += gap
-        turn.offset_s = len(pcm) / (2 * SAMPLE_RATE)
-        pcm += turn.audio
-    try:
-        with wave.open(str(path), "wb") as wav:
-            wav.setnchannels(1)
-            wav.setsampwidth(2)
-            wav.setframerate(SAMPLE_RATE)
-            wav.writeframes(bytes(pcm))
-    except OSError as e:
-        raise CliError(f"cannot write {path}: {e.strerror or e}") from None
-    return len(pcm) / (2 * SAMPLE_RATE)
+        turn.user_offset_s = t
+        user_s = len(turn.user_audio) / (2 * SAMPLE_RATE)
+        turn.offset_s = t + user_s + (TURN_GAP_S if user_s else 0.0)
+        bot_end = turn.offset_s + turn.audio_s
+        end = max(bot_end, t + user_s)
+        t = max(bot_end - BARGE_IN_LEAD_S, 0.0) if turn.interrupted else bot_end + TURN_GAP_S
+    return end
+
+
+def write_conversation(path: Path, turns: Sequence[TurnResult]) -> float:
+    """Write the conversation as stereo: the bot on the left, the user on the right.
+
+    Sets each turn's offsets (see :func:`lay_out`) and returns the file's
+    length in seconds.
+    """
+    seconds = lay_out(turns)
+    stereo = np.zeros((round(seconds * SAMPLE_RATE) + 1, 2), dtype=np.int16)
+    for turn in turns:
+        for channel, pcm, offset in (
+            (0, turn.audio, turn.offset_s),
+            (1, turn.user_audio, turn.user_offset_s),
+        ):
+            samples = np.frombuffer(bytes(pcm), dtype="<i2")
+            first = round(offset * SAMPLE_RATE)
+            stereo[first : first + len(samples), channel] = samples
+    write_audio(path, stereo.tobytes(), SAMPLE_RATE, channels=2)
+    return len(stereo) / SAMPLE_RATE
+
+
+async def speak_user_lines(endpoint: Endpoint, turns: Sequence[TurnResult], output: Path) -> None:
+    """Speak the user's lines in another voice, so the WAV has both sides."""
+    for turn in turns:
+        request = SayRequest(
+            text=turn.script.user, output=output, voice=USER_VOICE, sample_rate=SAMPLE_RATE
+        )
+        turn.user_audio = await synthesize(endpoint, request)
+
+
+def format_timeline(turns: Sequence[TurnResult]) -> str:
+    """One line per utterance: where it is in the WAV, who speaks, what is said."""
+    lines = []
+    for turn in turns:
+        spoken = (
+            (
+                turn.user_offset_s,
+                len(turn.user_audio) / (2 * SAMPLE_RATE),
+                "user",
+                turn.script.user,
+            ),
+            (turn.offset_s, turn.audio_s, "bot", turn.script.bot),
+        )
+        for start, length, who, text in spoken:
+            if length <= 0:
+                continue
+            shown = text if len(text) <= 48 else text[:47] + "…"
+            cut = "  (cut: the user talks over it)" if who == "bot" and turn.interrupted else ""
+            lines.append(f"  {start:6.2f}-{start + length:6.2f} s  {who:<4}  {shown}{cut}")
+    return "\n".join(lines)
 
 
 async def run_demo(
@@ -390,11 +460,11 @@ async def run_demo(
     Raises:
         CliError: The conversation could not be completed; one line says why.
     """
-    if not output.parent.is_dir():
-        raise CliError(f"cannot write {output}: folder {output.parent} does not exist")
+    output_format(output)
     async with open_endpoint(api_key, base_url, backend) as endpoint:
         print(f"Speaking through {endpoint.describe()}", end="")
-        print(" (no WAVES_API_KEY set: offline Piper voice)." if endpoint.local else ".")
+        offline = "offline Piper voice" if backend == "piper" else "test tones"
+        print(f" (no WAVES_API_KEY set: {offline})." if endpoint.local else ".")
         print("", flush=True)
         conversation = Conversation(SCRIPT)
         tts = WavesTTSService(
@@ -413,7 +483,13 @@ async def run_demo(
         await runner.add_workers(worker)
         run = asyncio.create_task(runner.run())
         finished = asyncio.create_task(conversation.done.wait())
-        await asyncio.wait({run, finished}, return_when=asyncio.FIRST_COMPLETED)
+        try:
+            await asyncio.wait({run, finished}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Ctrl-C: stop the pipeline now (closing its sockets), not after the script.
+            finished.cancel()
+            await _stop_now(worker, run)
+            raise
         if not run.done():
             if conversation.failure is None:
                 await worker.queue_frame(EndFrame())
@@ -422,12 +498,37 @@ async def run_demo(
         await run
         finished.cancel()
         where = endpoint.describe()
+        if conversation.failure is None and conversation.done.is_set():
+            await speak_user_lines(endpoint, conversation.turns, output)
     if conversation.failure is not None:
-        raise CliError(conversation.failure)
+        raise CliError(_with_fix(conversation.failure, voice))
     if not conversation.done.is_set():
-        raise CliError("the pipeline stopped before the conversation ended; run with --verbose")
+        raise CliError("the pipeline stopped before the conversation ended; run with -v to see why")
     seconds = write_conversation(output, conversation.turns)
     return DemoReport(conversation.turns, where, endpoint.local, output, seconds)
+
+
+async def _stop_now(worker: PipelineWorker, run: asyncio.Task[Any]) -> None:
+    """Cancel the pipeline and wait briefly for it; the caller is being cancelled."""
+    with contextlib.suppress(Exception, asyncio.CancelledError):
+        await asyncio.wait_for(worker.cancel(), STOP_TIMEOUT_S)
+    if not run.done():
+        run.cancel()
+    await asyncio.wait({run}, timeout=STOP_TIMEOUT_S)
+
+
+def _with_fix(failure: str, voice: str) -> str:
+    """The pipeline's error, with the fix said in this command's own terms."""
+    lowered = failure.lower()
+    if "api key" in lowered:
+        cause = failure.split(". ")[0]
+        return f"{cause}; pass the right key with --api-key (or WAVES_API_KEY)"
+    if "voice" in lowered:
+        return (
+            f"unknown voice {voice!r}; run 'pipecat-waves voices' to list the voice ids "
+            "and pass one with --voice"
+        )
+    return failure
 
 
 def format_table(turns: Sequence[TurnResult]) -> str:
@@ -460,8 +561,8 @@ def run(args: argparse.Namespace) -> int:
     """
     output = Path(args.output)
     try:
-        with quiet_logs(args.verbose):
-            report = asyncio.run(
+        with command_logs(args.verbose):
+            report = run_interruptible(
                 run_demo(
                     output,
                     api_key=api_key_from(args.api_key),
@@ -474,7 +575,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     print()
     print(format_table(report.turns))
     print()
@@ -490,7 +591,10 @@ def run(args: argparse.Namespace) -> int:
         "TTFB: from the reply's first LLM token to its first audio "
         "(includes waiting for the first sentence to end)."
     )
-    print(f"Wrote {report.wav_seconds:.1f} s of audio to {output}.")
+    print()
+    print(f"Timeline of {output} (left channel: bot, right channel: user):")
+    print(format_timeline(report.turns))
+    print(f"Wrote {report.wav_seconds:.1f} s of stereo audio to {output}.")
     return 0
 
 

@@ -5,6 +5,14 @@ from __future__ import annotations
 import argparse
 
 
+def add_verbosity(
+    parser: argparse.ArgumentParser,
+    help_text: str = "show library logs: -v what happens once, -vv every detail",
+) -> None:
+    """Add ``-v``/``--verbose`` (repeatable) to ``parser``."""
+    parser.add_argument("-v", "--verbose", action="count", default=0, help=help_text)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options to ``parser`` (shared with ``pipecat-waves demo``)."""
     parser.add_argument(
@@ -18,4 +26,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", choices=("piper", "tone"), default="piper", help=argparse.SUPPRESS
     )
-    parser.add_argument("--verbose", action="store_true", help="show library logs")
+    add_verbosity(parser)

@@ -37,8 +37,9 @@ from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
-from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, MODELS, SAMPLE_RATES
+from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, MODELS
 from pipecat_waves.protocol.requests import VoiceParams
+from pipecat_waves.resample import StreamResampler, wire_rate_for
 
 __all__ = ["WavesTTSService", "WavesTTSSettings"]
 
@@ -153,8 +154,10 @@ class WavesTTSService(TTSService):
             api_key: Smallest.ai API key. Never logged.
             base_url: ``wss://`` origin of the API. ``ws://`` is accepted only
                 for a server on this machine, so a key never travels in clear.
-            sample_rate: Output rate; one of 8000, 16000, 24000, 44100. None
-                takes the pipeline's output rate, which must be one of those.
+            sample_rate: Output rate, 8000 to 192000 Hz; None takes the
+                pipeline's output rate. Waves produces 8000, 16000, 24000 and
+                44100 Hz; any other rate is asked for at the nearest offered
+                rate above it (else 44100) and resampled as it streams.
             settings: Voice, model, language, speed and the rest.
             text_aggregation_mode: ``SENTENCE`` (default) sends whole sentences;
                 ``TOKEN`` streams LLM tokens and lets the server gather them.
@@ -190,8 +193,8 @@ class WavesTTSService(TTSService):
             ValueError: An unsupported ``sample_rate`` or model, or a plain
                 ``ws://`` URL to a remote host.
         """
-        if sample_rate is not None and sample_rate not in SAMPLE_RATES:
-            raise ValueError(_sample_rate_message(sample_rate))
+        if sample_rate is not None:
+            wire_rate_for(sample_rate)  # raises ValueError for a rate that makes no sense
         default_settings = WavesTTSSettings(
             model="lightning_v3.1",
             voice="avery",
@@ -269,6 +272,11 @@ class WavesTTSService(TTSService):
         self._gave_up = False
         self._outage_reported = False
         self._outage_since: float | None = None
+        self._outage_reporter: asyncio.Task | None = None
+        # Rate asked of Waves, and a resampler per reply when it differs from ours.
+        self._wire_rate = 0
+        self._resamplers: dict[str, StreamResampler] = {}
+        self._connected_once = False
 
     def __repr__(self) -> str:
         # The key is deliberately absent.
@@ -292,10 +300,12 @@ class WavesTTSService(TTSService):
     async def setup(self, setup: FrameProcessorSetup):  # type: ignore[override]
         """Check the output rate and open the connection, warm before the first word."""
         await super().setup(setup)
-        if self.sample_rate not in SAMPLE_RATES:
-            self._fatal_error = _sample_rate_message(self.sample_rate)
+        try:
+            self._wire_rate = wire_rate_for(self.sample_rate)
+        except ValueError as e:
+            self._fatal_error = str(e)
             return
-        self._session_config.sample_rate = self.sample_rate
+        self._session_config.sample_rate = self._wire_rate
         self._running = True
         self._act_on_control(self._session.start())
 
@@ -336,6 +346,7 @@ class WavesTTSService(TTSService):
             task.cancel()
         await asyncio.gather(*self._connect_tasks, return_exceptions=True)
         self._connect_tasks.clear()
+        self._resamplers.clear()
         lanes = list(self._lanes.values())
         self._lanes.clear()
         await asyncio.gather(*(lane.shutdown() for lane in lanes), return_exceptions=True)
@@ -376,7 +387,7 @@ class WavesTTSService(TTSService):
             voice_id=str(s.voice),
             model=str(s.model),
             language=_given(s.language),
-            sample_rate=self.sample_rate,
+            sample_rate=self._wire_rate,
             speed=_given(s.speed),
             word_timestamps=self._word_timestamps,
             math_notation=_given(s.math_notation),
@@ -407,6 +418,8 @@ class WavesTTSService(TTSService):
         """
         preserved = {cid for cid, ctx in self._tts_contexts.items() if not ctx.interruptible}
         interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
+        for cid in interrupted:
+            self._resamplers.pop(cid, None)
         self._act_on_control(self._session.interrupt(interrupted, time.monotonic()))
         self._wake_timer()
         await super()._handle_interruption(frame, direction)
@@ -452,9 +465,11 @@ class WavesTTSService(TTSService):
                 delay = min(delay * 2, max_delay)
                 continue
             lane_id = next(self._lane_ids)
-            logger.debug(
-                f"{self}: connection {lane_id} open in {1000 * (time.monotonic() - started):.0f} ms"
-            )
+            opened_in = f"{1000 * (time.monotonic() - started):.0f} ms"
+            if not self._connected_once:
+                self._connected_once = True  # said once; later sockets are detail
+                logger.info(f"{self}: connected in {opened_in}")
+            logger.debug(f"{self}: connection {lane_id} open in {opened_in}")
             self._lanes[lane_id] = Lane(
                 lane_id, websocket, LaneHandlers(self._on_lane_message, self._on_lane_closed)
             )
@@ -466,10 +481,16 @@ class WavesTTSService(TTSService):
     async def _note_outage(self, error: WavesConnectError) -> None:
         """No connection can be opened: log it once, and report it if it lasts."""
         now = time.monotonic()
+        # The main and the spare connection retry side by side: only one of
+        # them (the first to fail) logs, so each attempt is one log line.
+        me = asyncio.current_task()
+        reporter = self._outage_reporter
+        if reporter is None or reporter.done():
+            self._outage_reporter = reporter = me
         if self._outage_since is None:
             self._outage_since = now
             logger.warning(f"{self}: {error}")
-        else:
+        elif reporter is me:
             logger.debug(f"{self}: {error}")
         if self._lanes or self._outage_reported:
             return
@@ -637,6 +658,7 @@ class WavesTTSService(TTSService):
             elif isinstance(output, sn.WordOut):
                 await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
             elif isinstance(output, sn.ContextFinished):
+                await self._flush_resampler(output.context_id)
                 if self.audio_context_available(output.context_id):
                     await self.remove_audio_context(output.context_id)
             elif isinstance(output, sn.ContextFailed):
@@ -664,14 +686,30 @@ class WavesTTSService(TTSService):
         # Only a context Pipecat still plays may take audio: an interrupted
         # one is gone, and must not be brought back by late audio.
         if not self.audio_context_available(output.context_id):
+            self._resamplers.pop(output.context_id, None)
             return
+        pcm = output.pcm
+        if self._wire_rate != self.sample_rate:
+            resampler = self._resamplers.get(output.context_id)
+            if resampler is None:
+                resampler = StreamResampler(self._wire_rate, self.sample_rate)
+                self._resamplers[output.context_id] = resampler
+            pcm = resampler.feed(pcm)
+        await self._append_audio(output.context_id, pcm)
+
+    async def _append_audio(self, context_id: str, pcm: bytes) -> None:
+        if not pcm:
+            return  # the resampler is still filling its window
         frame = TTSAudioRawFrame(
-            audio=output.pcm,
-            sample_rate=self.sample_rate,
-            num_channels=1,
-            context_id=output.context_id,
+            audio=pcm, sample_rate=self.sample_rate, num_channels=1, context_id=context_id
         )
-        await self.append_to_audio_context(output.context_id, frame)
+        await self.append_to_audio_context(context_id, frame)
+
+    async def _flush_resampler(self, context_id: str) -> None:
+        """A reply's audio is complete: push what the resampler still holds."""
+        resampler = self._resamplers.pop(context_id, None)
+        if resampler is not None and self.audio_context_available(context_id):
+            await self._append_audio(context_id, resampler.flush())
 
     async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
         # A reply the server refused was already reported once, with its cause;
@@ -683,6 +721,7 @@ class WavesTTSService(TTSService):
 
     async def _fail_context(self, output: sn.ContextFailed) -> None:
         error = output.error
+        self._resamplers.pop(output.context_id, None)
         if _category(error) is ErrorCategory.AUTHENTICATION:
             await self._give_up(
                 f"Waves error: {error.message}. Check the api_key (or WAVES_API_KEY).",
@@ -744,11 +783,3 @@ def _fix_for(error: rs.ServerError) -> str:
     if "content_filter" in text:
         return ". The text was blocked by the content filter; see Settings(content_filter=...)."
     return ""
-
-
-def _sample_rate_message(rate: int) -> str:
-    return (
-        f"Waves cannot produce {rate} Hz audio; it supports "
-        f"{', '.join(map(str, SAMPLE_RATES))} Hz. Pass sample_rate=24000 (or another of "
-        "those) to WavesTTSService, or set the pipeline's audio_out_sample_rate to one of them."
-    )

@@ -537,6 +537,11 @@ class LiveConnection:
             try:
                 if not job.cancelled:
                     await self._stream(job)
+            except RuntimeError as e:
+                # The backend cannot work at all (a missing voice package): one
+                # line naming the fix, for the server's log and for the client.
+                logger.error(f"segment {job.segment.request_id}: {e}")
+                await self._error(f"synthesis failed: {e}", "INTERNAL_ERROR", job.envelope)
             except Exception:
                 logger.exception(f"segment {job.segment.request_id} failed")
                 await self._error("synthesis failed", "INTERNAL_ERROR", job.envelope)

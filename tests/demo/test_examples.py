@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import wave
 
+import pytest
 from pipecat.frames.frames import (
     EndFrame,
     Frame,
@@ -17,12 +20,13 @@ from pipecat.frames.frames import (
     TTSStoppedFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.runner.types import SmallWebRTCRunnerArguments, WebSocketRunnerArguments
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.workers.runner import WorkerRunner
 
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ToneBackend
-from tests.demo.conftest import load_example
+from tests.demo.conftest import EXAMPLES, load_example
 from tests.support.tones import transcribe_tones, words_of
 
 KEY = "example-key"
@@ -108,12 +112,24 @@ class _LLM(FrameProcessor):
             await self.push_frame(frame, direction)
 
 
-async def test_01_voice_agent_pipeline_speaks_the_llm_reply_and_records_it():
+def test_01_speaks_8_khz_on_a_phone_call_and_24_khz_in_the_browser():
+    example = load_example("01_voice_agent")
+    call = WebSocketRunnerArguments(websocket=None)
+    browser = SmallWebRTCRunnerArguments(webrtc_connection=None)
+    assert example.sample_rates(call) == (8000, 8000)
+    assert example.sample_rates(browser) == (16000, 24000)
+    assert set(example.TRANSPORT_PARAMS) == {"webrtc", "daily", "twilio"}
+
+
+@pytest.mark.parametrize("rates", [(16000, 24000), (8000, 8000)], ids=["browser", "twilio"])
+async def test_01_voice_agent_pipeline_speaks_the_llm_reply_and_records_it(rates):
     example = load_example("01_voice_agent")
     transport = _Transport()
     async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
         tts = WavesTTSService(api_key=KEY, base_url=server.ws_base_url)
-        worker, context = example.build_pipeline(transport, _Passthrough(), _LLM(), tts)
+        worker, context = example.build_pipeline(
+            transport, _Passthrough(), _LLM(), tts, rates=rates
+        )
         speaker = transport._out
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
@@ -128,8 +144,35 @@ async def test_01_voice_agent_pipeline_speaks_the_llm_reply_and_records_it():
             await worker.queue_frame(EndFrame())
 
         await asyncio.wait_for(asyncio.gather(runner.run(), end_when_spoken()), 20)
-    heard = transcribe_tones(bytes(speaker.audio), 24000, words_of(_LLM.REPLY))
+        asked = {m["sample_rate"] for c in server.connections for m in c.received if "text" in m}
+    assert asked == {rates[1]}  # a rate Waves produces as is: no resampling
+    heard = transcribe_tones(bytes(speaker.audio), rates[1], words_of(_LLM.REPLY))
     assert heard == _LLM.REPLY.split()
     assistant = [m for m in context.get_messages() if m.get("role") == "assistant"]
     assert _LLM.REPLY.strip() in str(assistant[0]["content"]).strip()
     assert context.get_messages()[0]["content"] == example.SYSTEM_PROMPT
+
+
+@pytest.mark.speech
+@pytest.mark.parametrize("name", ["02_greeting", "03_switch_voice"])
+def test_examples_are_quiet_by_default_and_detailed_with_v(name, tmp_path, no_api_key):
+    pytest.importorskip("piper.voice", reason="the examples' offline voice needs the voice extra")
+    script = str(EXAMPLES / f"{name}.py")
+
+    def run(*flags: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, script, str(tmp_path / "out.wav"), *flags],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    quiet, verbose = run(), run("-v")
+    assert quiet.returncode == 0 and verbose.returncode == 0, quiet.stderr
+    assert "Wrote" in quiet.stdout
+    levels = [line.split("|")[1].strip() for line in quiet.stderr.splitlines() if "|" in line]
+    assert levels and set(levels) == {"INFO"}, quiet.stderr  # what happens once, no detail
+    assert len(levels) <= 5, quiet.stderr
+    assert "live connection" not in quiet.stderr  # the stand-in server keeps to itself
+    assert verbose.stderr.count("| DEBUG") > 20

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from pipecat_waves import cli
+from pipecat_waves.commands import API_KEY_ENVS
 from pipecat_waves.protocol.constants import LIVE_PATH
 
 SECRET = "cli-secret-key-123"
@@ -27,11 +28,17 @@ SECRET = "cli-secret-key-123"
         [],
     ],
 )
-def test_bad_arguments_exit_2(argv, monkeypatch):
-    monkeypatch.delenv(cli.API_KEY_ENV, raising=False)
-    with pytest.raises(SystemExit) as info:
-        cli.main(argv)
-    assert info.value.code == 2
+def test_bad_arguments_exit_2_with_one_error_line(argv, monkeypatch, capsys):
+    for name in API_KEY_ENVS:
+        monkeypatch.delenv(name, raising=False)
+    try:
+        code = cli.main(argv)
+    except SystemExit as e:  # argparse's own checks exit from inside the parser
+        code = e.code
+    assert code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
 
 
 async def _run_server(args: list[str], env: dict[str, str]):
@@ -58,7 +65,7 @@ async def _run_server(args: list[str], env: dict[str, str]):
 
 @pytest.mark.parametrize("key_source", ["flag", "env"])
 async def test_serve_runs_until_interrupted_and_never_logs_the_key(key_source):
-    env = {k: v for k, v in os.environ.items() if k != cli.API_KEY_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in API_KEY_ENVS}
     args = ["serve", "--port", "0", "--backend", "tone"]
     if key_source == "flag":
         args += ["--api-key", SECRET]
@@ -79,14 +86,14 @@ async def test_serve_runs_until_interrupted_and_never_logs_the_key(key_source):
     finally:
         proc.send_signal(signal.SIGINT)
         stdout, stderr = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 0
+    assert proc.returncode == 130  # Ctrl-C, as shells report it
     output = "".join(seen) + stderr.decode() + stdout.decode()
     assert SECRET not in output
     assert any(f["status"] == "chunk" for f in frames)
 
 
 async def test_serve_without_auth():
-    env = {k: v for k, v in os.environ.items() if k != cli.API_KEY_ENV}
+    env = {k: v for k, v in os.environ.items() if k not in API_KEY_ENVS}
     proc, ws_base, seen = await _run_server(
         ["serve", "--port", "0", "--backend", "tone", "--no-auth"], env
     )

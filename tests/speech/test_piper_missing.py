@@ -34,7 +34,7 @@ def test_concurrent_first_use_loads_the_model_once(monkeypatch: pytest.MonkeyPat
     loads = []
     release = threading.Event()
 
-    def fake_load() -> object:
+    def fake_load(model_path: object = None) -> object:
         loads.append(threading.get_ident())
         # Hold the first loader until every thread has asked, so an unguarded
         # lazy load would be entered again by the others.
@@ -50,3 +50,29 @@ def test_concurrent_first_use_loads_the_model_once(monkeypatch: pytest.MonkeyPat
     for t in threads:
         t.join(timeout=5)
     assert len(loads) == 1
+
+
+async def test_a_server_without_the_voice_says_why_in_one_line(monkeypatch: pytest.MonkeyPatch):
+    import aiohttp
+    from loguru import logger
+
+    from pipecat_waves.protocol.constants import LIVE_PATH
+    from pipecat_waves.server import LocalWavesServer
+
+    monkeypatch.setitem(sys.modules, "piper.voice", None)
+    logged: list[str] = []
+    sink = logger.add(lambda m: logged.append(str(m)), level="WARNING")
+    try:
+        async with (
+            LocalWavesServer(api_key=None, backend=PiperBackend()) as server,
+            aiohttp.ClientSession() as http,
+            http.ws_connect(server.ws_base_url + LIVE_PATH) as ws,
+        ):
+            await ws.send_json({"text": "Hello there.", "voice_id": "avery"})
+            reply = await ws.receive_json(timeout=10)
+    finally:
+        logger.remove(sink)
+    assert reply["status"] == "error"
+    assert 'pip install "pipecat-waves[voice]"' in str(reply)
+    assert len(logged) == 1 and "Traceback" not in logged[0], logged
+    assert 'pip install "pipecat-waves[voice]"' in logged[0]
