@@ -71,9 +71,12 @@ INTERRUPTED_REPLY = (
     "Every dessert is baked in our kitchen each morning. "
     "Would you like me to read out the whole wine list as well?"
 )
-#: The reply after the barge-in. One sentence, so the server speaks it as one
-#: segment and its exact audio is known in advance (see ``expected_audio``).
-NEXT_REPLY = "Of course, here are the desserts."
+#: The reply after the barge-in. One short sentence with no clause in it, so
+#: both services send it whole, the server speaks it as one segment, and its
+#: exact audio is known in advance (see ``expected_audio``). (Ours would send
+#: the first clause of "Of course, here are ..." on its own: its audio would
+#: then hold one more segment start, and the byte match would miss it.)
+NEXT_REPLY = "Here are the desserts we bake."
 
 #: Back-to-back turns: reply B is queued right behind reply A.
 REPLY_A = "Your table is booked for eight tonight. We look forward to seeing you."
