@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from loguru import logger
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -25,18 +25,21 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
 from pipecat_waves.connection import (
-    Lane,
-    LaneHandlers,
+    LiveSocket,
+    LiveSocketHandlers,
     WavesConnectError,
     is_refusal_close,
     live_url,
     open_socket,
 )
+from pipecat_waves.credentials import clean_api_key, logger, scrub
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
-from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, MODELS, SAMPLE_RATES
+from pipecat_waves.protocol.backoff import backoff_s
+from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, SAMPLE_RATES
 from pipecat_waves.protocol.requests import VoiceParams
+from pipecat_waves.settings_check import settings_problem
 
 __all__ = ["WavesTTSService", "WavesTTSSettings"]
 
@@ -175,9 +178,12 @@ class WavesTTSService(TTSService):
             **kwargs: Passed to Pipecat's ``TTSService``.
 
         Raises:
-            ValueError: An unsupported ``sample_rate`` or model, or a plain
-                ``ws://`` URL to a remote host.
+            ValueError: An unusable ``api_key`` (the message never repeats
+                it); an unsupported ``sample_rate``, model, speed or voice id;
+                a plain ``ws://`` URL to a remote host, or one that already
+                holds the endpoint path; ``idle_timeout_s`` above 180.
         """
+        api_key = clean_api_key(api_key)
         if sample_rate is not None and sample_rate not in SAMPLE_RATES:
             raise ValueError(_sample_rate_message(sample_rate))
         default_settings = WavesTTSSettings(
@@ -191,11 +197,9 @@ class WavesTTSService(TTSService):
         )
         if settings is not None:
             default_settings.apply_update(settings)
-        if default_settings.model not in MODELS:
-            raise ValueError(
-                f"Unknown Waves model {default_settings.model!r}; use one of "
-                f"{', '.join(sorted(MODELS))}."
-            )
+        problem = settings_problem(default_settings)
+        if problem:
+            raise ValueError(problem)
         self._url = live_url(base_url, idle_timeout_s)
         mode = text_aggregation_mode or TextAggregationMode.SENTENCE
         # The server joins a context's fragments exactly as sent, so sentences
@@ -235,7 +239,7 @@ class WavesTTSService(TTSService):
             spare_connections=1 if standby_connection else 0,
         )
         self._session = sn.WavesSession(self._session_config)
-        self._lanes: dict[int, Lane] = {}
+        self._lanes: dict[int, LiveSocket] = {}
         self._lane_ids = itertools.count(1)
         self._connect_tasks: set[asyncio.Task] = set()
         self._timer_task: asyncio.Task | None = None
@@ -364,17 +368,38 @@ class WavesTTSService(TTSService):
         )
 
     async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
-        """Apply a settings change. It takes effect with the next fragment, no reconnect."""
-        changed = await super()._update_settings(delta)
-        if "model" in changed and self._settings.model not in MODELS:
+        """Apply a settings change. It takes effect with the next fragment, no reconnect.
+
+        A change that cannot work (an unknown model, a speed out of range, a
+        malformed voice id) is refused whole with one ErrorFrame naming it;
+        the service goes on with the settings it had.
+        """
+        candidate = copy.deepcopy(self._settings)
+        candidate.apply_update(copy.deepcopy(delta))  # type: ignore[arg-type]
+        problem = settings_problem(candidate)
+        if problem:
             await self.push_error(
-                f"Unknown Waves model {self._settings.model!r}; use one of "
-                f"{', '.join(sorted(MODELS))}.",
+                f"Settings update refused, keeping the previous settings: {problem}",
                 category=ErrorCategory.INVALID_REQUEST,
             )
-        return changed
+            return {}
+        return await super()._update_settings(delta)
+
+    async def push_error_frame(self, error: ErrorFrame, force_treat_as_permanent: bool = False):
+        """Push an error upstream, never with a key in its text."""
+        error.error = scrub(error.error)
+        await super().push_error_frame(error, force_treat_as_permanent)
 
     # -------------------------------------------------------------- barge-in
+
+    # Private Pipecat members, used where Pipecat has no public hook; each is
+    # pinned by tests/service/test_pipecat_contract.py and by the pipecat-ai
+    # range in pyproject.toml:
+    # * ``_handle_interruption``: the one place a barge-in reaches a TTS service
+    #   before its audio contexts are dropped; the server must be told first.
+    # * ``_tts_contexts``: the only record of which contexts are uninterruptible.
+    # * ``_record_context_audio_outcome``: the only way to keep Pipecat from
+    #   reporting a reply we already reported as failed a second time.
 
     async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
         """Barge-in: cancel every interruptible reply, then let Pipecat drop its audio.
@@ -386,6 +411,8 @@ class WavesTTSService(TTSService):
         """
         preserved = {cid for cid, ctx in self._tts_contexts.items() if not ctx.interruptible}
         interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
+        # Interrupted contexts never reach _record_context_audio_outcome.
+        self._failed_contexts &= preserved
         self._act_on_control(self._session.interrupt(interrupted, time.monotonic()))
         self._wake_timer()
         await super()._handle_interruption(frame, direction)
@@ -396,12 +423,13 @@ class WavesTTSService(TTSService):
         if not self._running:
             return
         logger.debug(f"{self}: opening connection ({reason})")
-        task = asyncio.get_running_loop().create_task(self._connect_with_backoff())
+        task = asyncio.get_running_loop().create_task(
+            self._connect_with_backoff(), name="waves-connect"
+        )
         self._connect_tasks.add(task)
         task.add_done_callback(self._connect_tasks.discard)
 
     async def _connect_with_backoff(self) -> None:
-        delay, max_delay = self._backoff
         attempt = 0
         while self._running:
             attempt += 1
@@ -417,7 +445,12 @@ class WavesTTSService(TTSService):
                 await self._call_event_handler("on_connection_error", str(e))
                 if e.permanent:
                     self._session.connection_failed_to_open()
-                    await self._give_up(str(e), ErrorCategory.AUTHENTICATION)
+                    category = (
+                        ErrorCategory.AUTHENTICATION
+                        if e.auth_rejected
+                        else ErrorCategory.INVALID_REQUEST
+                    )
+                    await self._give_up(str(e), category)
                     return
                 if self._lanes and e.refused:
                     # Working already: the server (or account) allows no more
@@ -427,15 +460,14 @@ class WavesTTSService(TTSService):
                     self._session.connection_limit_reached(len(self._lanes), time.monotonic())
                     return
                 await self._note_outage(e)
-                await asyncio.sleep(e.retry_after_s or delay)
-                delay = min(delay * 2, max_delay)
+                await asyncio.sleep(e.retry_after_s or backoff_s(attempt, *self._backoff))
                 continue
             lane_id = next(self._lane_ids)
             logger.debug(
                 f"{self}: connection {lane_id} open in {1000 * (time.monotonic() - started):.0f} ms"
             )
-            self._lanes[lane_id] = Lane(
-                lane_id, websocket, LaneHandlers(self._on_lane_message, self._on_lane_closed)
+            self._lanes[lane_id] = LiveSocket(
+                lane_id, websocket, LiveSocketHandlers(self._on_lane_message, self._on_lane_closed)
             )
             await self._call_event_handler("on_connected")
             await self._act(self._session.connection_opened(lane_id, time.monotonic()))
@@ -497,7 +529,9 @@ class WavesTTSService(TTSService):
         await self._act(self._session.connection_lost(lane_id, time.monotonic(), refused=refused))
         self._wake_timer()
 
-    async def _judge_unexpected_close(self, lane: Lane, code: int | None, reason: str) -> None:
+    async def _judge_unexpected_close(
+        self, lane: LiveSocket, code: int | None, reason: str
+    ) -> None:
         """Decide what a connection closed by the server means: routine, back off, or give up.
 
         An idle close, or a drop mid-reply that a reconnect repairs, is routine
@@ -528,7 +562,7 @@ class WavesTTSService(TTSService):
                 )
             )
             self._refusal_streak += 1
-            await asyncio.sleep(min(self._backoff[0] * 2**self._refusal_streak, self._backoff[1]))
+            await asyncio.sleep(backoff_s(self._refusal_streak + 1, *self._backoff))
             return
         self._refusal_streak = 0
         self._quick_failures = self._quick_failures + 1 if short_lived else 0
@@ -543,7 +577,7 @@ class WavesTTSService(TTSService):
         if short_lived:
             # Closed at once: wait before the next attempt instead of hammering.
             logger.warning(f"{self}: Waves closed connection {lane.id} at once ({closed})")
-            await asyncio.sleep(min(self._backoff[0] * 2**self._quick_failures, self._backoff[1]))
+            await asyncio.sleep(backoff_s(self._quick_failures + 1, *self._backoff))
         else:
             logger.debug(f"{self}: Waves closed connection {lane.id} ({closed})")
 
@@ -560,12 +594,19 @@ class WavesTTSService(TTSService):
         # probe, a keep-alive), never on a fixed tick: a tick costs CPU on every
         # session all the time. Events that bring a deadline forward wake it.
         while True:
-            now = time.monotonic()
-            delay = min(max(self._session.next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
-            self._timer_wakes_at = now + delay
-            await asyncio.sleep(delay + TIMER_SLACK_S)
-            self._timer_wakes_at = None
-            await self._act(self._session.poll(time.monotonic()))
+            try:
+                now = time.monotonic()
+                delay = min(max(self._session.next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
+                self._timer_wakes_at = now + delay
+                await asyncio.sleep(delay + TIMER_SLACK_S)
+                self._timer_wakes_at = None
+                await self._act(self._session.poll(time.monotonic()))
+            except Exception as e:
+                # Turn ends and keep-alives hang on this loop: a bug must cost
+                # one tick, not every later reply. Logged, then on again.
+                self._timer_wakes_at = None
+                logger.opt(exception=e).error(f"{self}: session timer failed; continuing")
+                await asyncio.sleep(TIMER_SLACK_S)
 
     def _wake_timer(self) -> None:
         """Re-arm the timer if the session now has a deadline before its wake-up."""
@@ -668,7 +709,7 @@ class WavesTTSService(TTSService):
                 ErrorCategory.AUTHENTICATION,
             )
             return
-        message = f"Waves could not synthesize this reply: {error.message}"
+        message = scrub(f"Waves could not synthesize this reply: {error.message}")
         if error.code:
             message += f" ({error.code})"
         message += _fix_for(error)
