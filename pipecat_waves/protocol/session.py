@@ -35,6 +35,7 @@ from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
 from pipecat_waves.protocol.keepalive import KeepAlive, complains_of_ping, is_idle_timeout
 from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
+from pipecat_waves.protocol.text import split_at_words
 
 #: Gaps remembered for the no-timestamp turn-end guard.
 GAP_MEMORY = 32
@@ -935,7 +936,7 @@ class WavesSession:
         upto = info.switch_at if switching else len(reply.text)
         text = reply.text[attempt.sent_upto : upto]
         if text.strip():
-            for piece in split_long(text):
+            for piece in split_at_words(text, MAX_FRAGMENT_CHARS):
                 out.append(Send(conn.id, self._fragment(info, piece, more=True)))
             attempt.sent_upto = upto
             attempt.last_sent_at = now
@@ -985,22 +986,3 @@ class WavesSession:
             return None
         info = self._replies.get(reply.id)
         return info if info is not None and info.reply is reply else None
-
-
-def split_long(text: str, limit: int = MAX_FRAGMENT_CHARS) -> list[str]:
-    """Cut text longer than the documented fragment limit at word boundaries.
-
-    The pieces joined give back ``text`` exactly (the server joins fragments as sent).
-    """
-    if len(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = rest.rfind(" ", 0, limit)
-        cut = limit if cut <= 0 else cut + 1
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    if rest:
-        pieces.append(rest)
-    return pieces

@@ -40,10 +40,12 @@ from loguru import logger
 from pipecat_waves.protocol.constants import is_valid_id
 from pipecat_waves.protocol.continuation import ContinuationBuffer, Release, ReleaseReason
 from pipecat_waves.protocol.requests import (
+    MAX_FRAME_BYTES,
     LiveRequest,
     RequestError,
     RequestKind,
     VoiceParams,
+    load_frame,
     parse_request,
 )
 from pipecat_waves.protocol.responses import (
@@ -60,8 +62,7 @@ from pipecat_waves.server.state import ServerState, new_request_id, new_session_
 from pipecat_waves.server.synthesis import chunk_size, split_audio, synthesize
 from pipecat_waves.server.voices import is_known_voice
 
-#: Largest client frame handled; bigger ones get an error frame (the socket stays up).
-MAX_FRAME_BYTES = 64 * 1024
+__all__ = ["MAX_FRAME_BYTES", "LiveConnection"]
 
 _SERIAL_LANE = object()
 
@@ -265,6 +266,15 @@ class LiveConnection:
     # ---------------------------------------------------------------- frames
 
     async def _on_frame(self, msg: Any) -> None:
+        try:
+            await self._handle_frame(msg)
+        except Exception:
+            # A message that trips a bug must cost that message, not the
+            # connection: the client hears about it and may go on.
+            logger.exception(f"live connection {self.record.id}: message handling failed")
+            await self._error("the server could not handle this message", "INTERNAL_ERROR")
+
+    async def _handle_frame(self, msg: Any) -> None:
         if msg.type == WSMsgType.TEXT:
             await self._on_text(msg.data)
         elif msg.type == WSMsgType.BINARY:
@@ -275,15 +285,13 @@ class LiveConnection:
             logger.warning(f"live connection {self.record.id}: {self._ws.exception()}")
 
     async def _on_text(self, data: str) -> None:
-        if len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
-            await self._error(f"message larger than {MAX_FRAME_BYTES} bytes", "MESSAGE_TOO_LARGE")
-            return
         try:
-            obj = json.loads(data)
-        except (json.JSONDecodeError, ValueError):
-            await self._error("message is not valid JSON", "INVALID_JSON")
+            obj = load_frame(data)
+        except RequestError as e:
+            await self._error(e.message, e.code)
             return
-        self.record.received.append(obj)
+        if self._state.record:
+            self.record.received.append(obj)
         try:
             request = parse_request(obj)
         except RequestError as e:
@@ -327,11 +335,15 @@ class LiveConnection:
             dropped = self._buffer.close(request.context_id)
             logger.debug(f"context {request.context_id} closed, dropped {len(dropped)} chars")
             self._end_context(request.context_id, closed=True)
+            self._context_params.pop(request.context_id, None)
         elif await self._accept_synthesis(request):
             self._enqueue(self._releases(request))
             # Ended only now: what this message released must hold the slot first.
             if not request.continue_:
                 self._end_context(request.context_id, closed=True)
+                # Everything it had is released (with its voice): nothing
+                # about a closed context is kept, however many a socket sees.
+                self._context_params.pop(request.context_id, None)
         self._wake.set()  # buffer deadlines may have moved
 
     async def _accept_synthesis(self, request: LiveRequest) -> bool:
@@ -480,7 +492,8 @@ class LiveConnection:
                     # this segment plays gets a timeline this one must not use.
                     job.timeline = job.use.timeline
             self._jobs.append(job)
-            self._state.segments.append(job.segment)
+            if self._state.record:
+                self._state.segments.append(job.segment)
             self._lane_for(release.context_id).queue.put_nowait(job)
 
     def _make_job(self, release: Release[_Fragment]) -> _Job | None:

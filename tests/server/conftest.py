@@ -29,7 +29,10 @@ async def make_server() -> AsyncIterator[ServerFactory]:
 
     async def factory(**behaviour: Any) -> LocalWavesServer:
         server = LocalWavesServer(
-            api_key=KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**behaviour)
+            api_key=KEY,
+            backend=ToneBackend(),
+            behaviour=ServerBehaviour(**behaviour),
+            record=True,
         )
         await server.start()
         servers.append(server)
