@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
+from pipecat_waves.protocol.backoff import backoff_s
 from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
 from pipecat_waves.protocol.keepalive import KeepAlive, complains_of_ping, is_idle_timeout
 from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
@@ -43,6 +44,9 @@ GAP_MEMORY = 32
 LIMIT_MEMORY_S = 60.0
 #: Connections a reply may lose and still be resent; one more and it fails.
 MAX_DROPS_PER_REPLY = 3
+#: Waits between retries of a reply refused for the concurrency limit.
+RETRY_FIRST_S = 0.1
+RETRY_LARGEST_S = 2.0
 #: Error code of a reply given up after losing its connection too often.
 CONNECTION_LOST = "CONNECTION_LOST"
 
@@ -193,6 +197,10 @@ class SessionConfig:
             their turn here, with no clock running.
         retry_budget_s: How long a reply refused for the concurrency limit,
             while none of our own replies holds a slot, keeps being retried.
+        outage_budget_s: How long replies wait for a connection while none is
+            open. After that each waiting reply fails once, and so does any
+            new one until a connection opens: a reply spoken long after its
+            moment is worse than none (and is billed).
     """
 
     sample_rate: int = 24000
@@ -206,6 +214,7 @@ class SessionConfig:
     max_connections: int = 4
     max_replies_in_flight: int = 2
     retry_budget_s: float = 10.0
+    outage_budget_s: float = 10.0
 
 
 class ConnState(enum.Enum):
@@ -283,6 +292,9 @@ class WavesSession:
         self._gaps: deque[float] = deque(maxlen=GAP_MEMORY)
         self._timed_voices: set[str] = set()  # voices the server has timed words for
         self._connection_limit: tuple[int, float] | None = None  # (most sockets, until)
+        self._outage_since: float | None = None  # a reply waits and no connection is open
+        # Replies that failed, so text still arriving for them starts nothing.
+        self._failed: deque[str] = deque(maxlen=GAP_MEMORY)
 
     # ----------------------------------------------------------------- queries
 
@@ -320,6 +332,7 @@ class WavesSession:
     def connection_opened(self, conn: int, now: float) -> list[Output]:
         """A connection the shell opened is ready."""
         self._opening = max(0, self._opening - 1)
+        self._outage_since = None
         self._conns[conn] = _Conn(conn, ConnState.SPARE, last_sent_at=now, last_recv_at=now)
         out: list[Output] = []
         if self._keepalive.ping_supported is None and not any(
@@ -431,6 +444,8 @@ class WavesSession:
         """
         info = self._replies.get(context_id)
         if info is None:
+            if context_id in self._failed:
+                return []  # reported once already; the rest of it is not spoken
             reply = Reply(context_id, self.config.sample_rate)
             info = _ReplyInfo(reply, params, max_buffer_delay_ms)
             self._replies[context_id] = info
@@ -660,7 +675,7 @@ class WavesSession:
             info.error_at = now
             return self._check_reply(info, now, force=True)
         retry.tries += 1
-        delay = min(0.1 * 2 ** (retry.tries - 1), 2.0)
+        delay = backoff_s(retry.tries, RETRY_FIRST_S, RETRY_LARGEST_S)
         retry.not_before = now + delay
         return [ContextRetrying(info.reply.id, error, delay)]
 
@@ -698,6 +713,7 @@ class WavesSession:
             if not force and quiet < self.config.tail_guard_s:
                 return []
             reply.state = ReplyState.FAILED
+            self._failed.append(reply.id)
             out: list[Output] = [ContextFailed(reply.id, info.error)]
             out += self._release(info, clean=False)
             self.forget(reply.id)
@@ -772,7 +788,7 @@ class WavesSession:
 
     def poll(self, now: float) -> list[Output]:
         """Act on time passing: reply ends, retries, keep-alives and stall probes."""
-        out: list[Output] = []
+        out: list[Output] = self._fail_waiting_replies(now)
         for info in list(self._replies.values()):
             out.extend(self._check_reply(info, now))
         for conn in list(self._conns.values()):
@@ -788,6 +804,8 @@ class WavesSession:
         cue to ask again.
         """
         due = [now + self._keepalive.interval_s]
+        if self._outage_since is not None:
+            due.append(self._outage_since + self.config.outage_budget_s)
         for info in self._replies.values():
             reply = info.reply
             if reply.state.ended:
@@ -874,10 +892,36 @@ class WavesSession:
                 conn = self._spare()
                 if conn is None:
                     waiting += 1
+                    if self._outage_since is None and not any(c.open for c in self._conns.values()):
+                        self._outage_since = now
                     break
                 self._bind(info, conn)
             out.extend(self._send_ready(info, now))
         out.extend(self._keep_pool(waiting, now))
+        return out
+
+    def _fail_waiting_replies(self, now: float) -> list[Output]:
+        """Fail the replies that waited out an outage (see ``outage_budget_s``)."""
+        since = self._outage_since
+        if since is None or now - since < self.config.outage_budget_s:
+            return []
+        if any(c.open for c in self._conns.values()):
+            self._outage_since = None
+            return []
+        out: list[Output] = []
+        for info in list(self._replies.values()):
+            if info.conn is not None or info.reply.state.ended or info.error is not None:
+                continue
+            if info.retry is not None:
+                continue  # refused, not waiting: its own retry budget applies
+            info.error = rs.ServerError(
+                rs.Envelope(),
+                f"no connection to the server for {now - since:.0f} s; the reply was dropped "
+                "rather than spoken late",
+                CONNECTION_LOST,
+            )
+            info.error_at = now
+            out.extend(self._check_reply(info, now, force=True))
         return out
 
     def _has_something_to_send(self, info: _ReplyInfo) -> bool:
