@@ -378,9 +378,12 @@ class WavesTTSService(TTSService):
         candidate.apply_update(copy.deepcopy(delta))  # type: ignore[arg-type]
         problem = settings_problem(candidate)
         if problem:
+            # APPLICATION, not INVALID_REQUEST: the application sent a bad
+            # frame, but the service still works (a permanent category would
+            # mark it unusable).
             await self.push_error(
                 f"Settings update refused, keeping the previous settings: {problem}",
-                category=ErrorCategory.INVALID_REQUEST,
+                category=ErrorCategory.APPLICATION,
             )
             return {}
         return await super()._update_settings(delta)
