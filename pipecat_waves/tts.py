@@ -246,6 +246,7 @@ class WavesTTSService(TTSService):
         self._running = False
         self._fatal_error: str | None = None
         self._failed_contexts: set[str] = set()
+        self._spoken_voice: str | None = None  # the last voice audio came back for
         self._quick_failures = 0
         self._refusal_streak = 0
         self._timer_wakes_at: float | None = None
@@ -656,6 +657,7 @@ class WavesTTSService(TTSService):
         """Carry out what the session asked for, in order."""
         for output in outputs:
             if isinstance(output, sn.AudioOut):
+                self._spoken_voice = self._session.voice_of(output.context_id) or self._spoken_voice
                 await self._push_audio(output)
             elif isinstance(output, sn.WordOut):
                 await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
@@ -704,6 +706,22 @@ class WavesTTSService(TTSService):
             return
         await super()._record_context_audio_outcome(context_id, received_audio)
 
+    def _keep_working_voice(self, error: rs.ServerError) -> str | None:
+        """After a voice the server does not know, go back to the last one that spoke.
+
+        A mistyped voice in a settings update would otherwise fail every later
+        reply; this way it fails one, reported once, and the service keeps
+        speaking. Returns the voice gone back to, if any.
+        """
+        spoken = self._spoken_voice
+        if "voice" not in f"{error.code or ''} {error.message}".lower():
+            return None
+        if spoken is None or self._settings.voice == spoken:
+            return None
+        logger.warning(f"{self}: voice {self._settings.voice!r} refused; back to {spoken!r}")
+        self._settings.voice = spoken
+        return spoken
+
     async def _fail_context(self, output: sn.ContextFailed) -> None:
         error = output.error
         if _category(error) is ErrorCategory.AUTHENTICATION:
@@ -716,7 +734,13 @@ class WavesTTSService(TTSService):
         if error.code:
             message += f" ({error.code})"
         message += _fix_for(error)
-        frame = ErrorFrame(error=message, category=_category(error))
+        category = _category(error)
+        kept = self._keep_working_voice(error)
+        if kept:
+            message += f" Going on with voice {kept!r}, the last one that spoke."
+            # The service recovered: a permanent category would mark it unusable.
+            category = ErrorCategory.APPLICATION
+        frame = ErrorFrame(error=message, category=category)
         self._failed_contexts.add(output.context_id)
         if self.audio_context_available(output.context_id):
             # Through the audio queue, so the error and the TTSStoppedFrame that

@@ -307,6 +307,11 @@ class WavesSession:
         """Replies not yet over, oldest first."""
         return [rid for rid, info in self._replies.items() if not info.reply.state.ended]
 
+    def voice_of(self, context_id: str) -> str | None:
+        """The voice reply ``context_id`` is being spoken with, while it is known."""
+        info = self._replies.get(context_id)
+        return info.params.voice_id if info else None
+
     def is_live(self, context_id: str) -> bool:
         """Whether ``context_id`` is known and not over."""
         info = self._replies.get(context_id)

@@ -145,3 +145,27 @@ async def test_a_bad_update_is_refused_once_and_the_previous_settings_stay(
         ("avery", "lightning_v3.1", None),
         ("avery", "lightning_v3.1", None),
     ]
+
+
+async def test_an_unknown_voice_in_an_update_fails_one_reply_then_the_last_voice_speaks(
+    tone_server: LocalWavesServer,
+):
+    service = make_service(tone_server)
+    update = TTSUpdateSettingsFrame(delta=WavesTTSService.Settings(voice="nobody_here"))
+    down, up = await run(
+        service,
+        [*llm_turn("One."), update, *llm_turn("Two."), SleepFrame(0.3), *llm_turn("Three.")],
+    )
+    errs = errors(up)
+    assert len(errs) == 1, [e.error for e in errs]
+    assert "nobody_here" in errs[0].error and "Going on with voice 'avery'" in errs[0].error
+    assert heard(down, "One. Two. Three.") == ["One.", "Three."]
+    sent = [m for c in tone_server.connections for m in c.received if m.get("text")]
+    # (Records are per connection, and the replies took turns on two of them.)
+    assert sorted((m["text"].strip(), m["voice_id"]) for m in sent) == [
+        ("One.", "avery"),
+        ("Three.", "avery"),
+        ("Two.", "nobody_here"),
+    ]
+    # The service recovered, so the error does not mark it unusable.
+    assert errs[0].category is ErrorCategory.APPLICATION
