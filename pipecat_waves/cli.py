@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from loguru import logger
 
 from pipecat_waves.commands import CliError, api_key_from, quiet_logs
+from pipecat_waves.credentials import scrub
 from pipecat_waves.demo_options import add_arguments as add_demo_arguments
 from pipecat_waves.protocol.constants import (
     DEFAULT_MODEL,
@@ -157,7 +158,7 @@ def _report(work: Coroutine[Any, Any, str], *, verbose: bool) -> int:
         with quiet_logs(verbose):
             result = asyncio.run(work)
     except CliError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {scrub(str(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -108,16 +108,21 @@ def live_url(base_url: str, idle_timeout_s: int | None) -> str:
             documented 1 to 180 s.
     """
     parts = urlsplit(base_url.strip().rstrip("/"))
+    # Checked first, and no message quotes the URL: it might hold a secret.
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(
+            "base_url must not hold credentials (user:password@); pass the key as api_key"
+        )
     scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
     if scheme not in ("ws", "wss") or not parts.hostname:
         raise ValueError(
-            f"base_url must be an origin such as wss://api.smallest.ai "
-            f"(got {parts.scheme or 'no'} scheme in {scrub(base_url)!r})"
+            "base_url must be an origin such as wss://api.smallest.ai "
+            f"(got {_scheme_shown(parts.scheme)} scheme)"
         )
     check_transport(scheme, parts.hostname)
     if "/waves/" in f"{parts.path}/" or parts.query or parts.fragment:
         raise ValueError(
-            f"base_url {scrub(base_url)!r} holds a path or query; give only the origin, such as "
+            "base_url holds a path or query; give only the origin, such as "
             f"wss://api.smallest.ai (the {LIVE_PATH} path is added for you)"
         )
     if idle_timeout_s is not None and not 1 <= idle_timeout_s <= MAX_IDLE_TIMEOUT_S:
@@ -127,6 +132,10 @@ def live_url(base_url: str, idle_timeout_s: int | None) -> str:
         )
     query = f"?{urlencode({'timeout': idle_timeout_s})}" if idle_timeout_s else ""
     return f"{scheme}://{parts.netloc}{parts.path}{LIVE_PATH}{query}"
+
+
+def _scheme_shown(scheme: str) -> str:
+    return repr(scheme) if scheme.isalnum() and len(scheme) <= 10 else "no"
 
 
 def _retry_after(headers: Any) -> float | None:

@@ -125,6 +125,7 @@ class _Job:
 
 @dataclass
 class _Lane:
+    key: object
     queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
@@ -174,6 +175,7 @@ class LiveConnection:
         self._stalled = False
         self._dropped = False
         self._gone = False
+        self._timer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -184,7 +186,7 @@ class LiveConnection:
         this method frees the connection's slots *before* answering the close,
         so a client whose close handshake has finished finds them free.
         """
-        timer = asyncio.create_task(self._timer_loop())
+        self._timer = asyncio.create_task(self._timer_loop())
         try:
             async for msg in self._ws:
                 self._touch()
@@ -194,7 +196,6 @@ class LiveConnection:
         finally:
             self._gone = True
             self._end_all_contexts()
-            timer.cancel()
             try:
                 if not self._ws.closed:
                     await self._ws.close()
@@ -218,6 +219,8 @@ class LiveConnection:
 
     async def _shutdown(self) -> None:
         tasks = [lane.task for lane in self._lanes.values() if lane.task]
+        if self._timer is not None:
+            tasks.append(self._timer)
         tasks += [task for _, task in self._pending_completes.values()]
         for task in tasks:
             task.cancel()
@@ -233,23 +236,35 @@ class LiveConnection:
     # ---------------------------------------------------------------- timers
 
     async def _timer_loop(self) -> None:
-        """Fire buffer deadlines and the idle timeout."""
+        """Fire buffer deadlines and the idle timeout, until the connection ends."""
         while not self._gone:
-            now = self._loop.time()
-            # A stalled server says nothing, not even a timeout.
-            idle_at = math.inf if self._stalled else self._last_activity + self._idle_timeout_s
-            if now >= idle_at:
-                await self._time_out()
-                return
-            deadline = self._buffer.next_deadline()
-            if deadline is not None and now >= deadline:
-                self._enqueue(self._buffer.poll(now))
-                continue
-            wake_at = min(idle_at, deadline if deadline is not None else math.inf)
-            self._wake.clear()
-            timeout = None if math.isinf(wake_at) else wake_at - now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                if await self._timer_step():
+                    return
+            except Exception:
+                # Buffer deadlines and the idle timeout hang on this loop: a
+                # bug costs one tick, logged, never the rest of the connection.
+                logger.exception(f"live connection {self.record.id}: timer failed; continuing")
+                await asyncio.sleep(0.01)
+
+    async def _timer_step(self) -> bool:
+        """One turn of the timer; ``True`` once the connection timed out."""
+        now = self._loop.time()
+        # A stalled server says nothing, not even a timeout.
+        idle_at = math.inf if self._stalled else self._last_activity + self._idle_timeout_s
+        if now >= idle_at:
+            await self._time_out()
+            return True
+        deadline = self._buffer.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._enqueue(self._buffer.poll(now))
+            return False
+        wake_at = min(idle_at, deadline if deadline is not None else math.inf)
+        self._wake.clear()
+        timeout = None if math.isinf(wake_at) else wake_at - now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        return False
 
     async def _time_out(self) -> None:
         seconds = self._idle_timeout_s
@@ -524,9 +539,23 @@ class LiveConnection:
         key: object = context_id if self._state.behaviour.interleave_contexts else _SERIAL_LANE
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane()
+            lane = self._lanes[key] = _Lane(key)
             lane.task = asyncio.create_task(self._run_lane(lane))
         return lane
+
+    def _lane_done(self, lane: _Lane) -> bool:
+        """Retire a context's own lane once its context is over and its queue empty.
+
+        Checked and removed with no await in between, so a segment for the same
+        context released later simply gets a new lane.
+        """
+        if lane.key is _SERIAL_LANE or not lane.queue.empty():
+            return False
+        use = self._contexts.get(lane.key)  # type: ignore[call-overload]
+        if use is not None and not use.ended:
+            return False  # more text may come
+        self._lanes.pop(lane.key, None)
+        return True
 
     async def _run_lane(self, lane: _Lane) -> None:
         while True:
@@ -542,6 +571,8 @@ class LiveConnection:
                 # A complete still pending settles the job when it goes out.
                 if id(job) not in self._pending_completes:
                     self._settle(job)
+            if self._lane_done(lane):
+                return
 
     async def _stream(self, job: _Job) -> None:
         """Synthesize one segment and send its frames."""

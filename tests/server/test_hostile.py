@@ -202,3 +202,15 @@ async def test_hostile_sse_body_gets_400(nested_server, http):
     url = nested_server.base_url + LIVE_PATH
     async with http.post(url, data=b"[" * 30_000 + b"]" * 30_000, headers=AUTH) as response:
         assert response.status == 400
+
+
+async def test_interleaved_contexts_leave_no_lane_behind(make_server, connect):
+    server = await make_server(interleave_contexts=True)
+    client = await connect(server)
+    for i in range(30):
+        await client.send(request(f"Turn {i}.", context_id=f"c{i}", **{"continue": False}))
+        await client.recv_until(is_complete)
+    await client.ping_roundtrip()
+    [connection] = server._live.open
+    # One lane per context while it speaks; none kept once it is over.
+    assert len(connection._lanes) <= 1

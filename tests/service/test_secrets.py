@@ -231,3 +231,9 @@ async def test_a_redirect_is_not_followed_with_the_key():
     assert info.value.permanent and info.value.status == 302
     assert "redirect" in str(info.value)
     assert hits == []
+
+
+def test_a_base_url_holding_credentials_is_refused_without_repeating_them():
+    with pytest.raises(ValueError, match="must not hold credentials") as info:
+        WavesTTSService(api_key=API_KEY, base_url="wss://user:sk-in-url-998877@api.smallest.ai")
+    assert "sk-in-url-998877" not in str(info.value)
