@@ -346,6 +346,9 @@ class LiveConnection:
         elif kind is RequestKind.CANCEL:
             self._cancel(request.context_id)
             self._end_context(request.context_id, closed=False)
+            # New text after a cancel carries its voice again (it must), so
+            # nothing of the cancelled context needs keeping.
+            self._context_params.pop(request.context_id, None)
         elif kind is RequestKind.CLOSE:
             dropped = self._buffer.close(request.context_id)
             logger.debug(f"context {request.context_id} closed, dropped {len(dropped)} chars")

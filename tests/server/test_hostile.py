@@ -135,9 +135,12 @@ async def test_hostile_frames_leave_no_state_behind(nested_server, connect):
         for _, payload, _ in HOSTILE_FRAMES[:10]:
             await client.ws.send_str(payload)
             await client.recv()
-        # Valid contexts opened and closed again, each under a new id.
+        # Valid contexts opened and closed again, each under a new id ...
         await client.send(request(f"Turn {i}.", context_id=f"c{i}", **{"continue": False}))
         await client.recv_until(is_complete)
+        # ... and others only cancelled, as a barge-in does.
+        await client.send(request("Half a", context_id=f"x{i}", **{"continue": True}))
+        await client.send({"text": "", "context_id": f"x{i}", "cancel_request": True})
     await client.ping_roundtrip()
     [connection] = nested_server._live.open
     assert connection._contexts == {}
