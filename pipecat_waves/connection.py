@@ -104,8 +104,8 @@ def live_url(base_url: str, idle_timeout_s: int | None) -> str:
         ValueError: The scheme is not ws/wss (http/https are mapped); it is
             plain ``ws://`` to a host that is not loopback, which would send
             the API key in clear text; the base already holds the endpoint
-            path (it would be doubled); or ``idle_timeout_s`` is outside the
-            documented 1 to 180 s.
+            path (it would be doubled); or ``idle_timeout_s`` is not above 0
+            and at most the documented 180 s.
     """
     parts = urlsplit(base_url.strip().rstrip("/"))
     # Checked first, and no message quotes the URL: it might hold a secret.
@@ -125,10 +125,12 @@ def live_url(base_url: str, idle_timeout_s: int | None) -> str:
             "base_url holds a path or query; give only the origin, such as "
             f"wss://api.smallest.ai (the {LIVE_PATH} path is added for you)"
         )
-    if idle_timeout_s is not None and not 1 <= idle_timeout_s <= MAX_IDLE_TIMEOUT_S:
+    # Above the documented maximum the server would silently use 180 s and the
+    # keep-alive, paced on the value asked for, would come too late.
+    if idle_timeout_s is not None and not 0 < idle_timeout_s <= MAX_IDLE_TIMEOUT_S:
         raise ValueError(
             f"idle_timeout_s={idle_timeout_s} is outside what Waves honours; "
-            f"use 1 to {MAX_IDLE_TIMEOUT_S} seconds"
+            f"use more than 0 and at most {MAX_IDLE_TIMEOUT_S} seconds"
         )
     query = f"?{urlencode({'timeout': idle_timeout_s})}" if idle_timeout_s else ""
     return f"{scheme}://{parts.netloc}{parts.path}{LIVE_PATH}{query}"
@@ -190,7 +192,7 @@ def _status_error(status: int, headers: Any, host: str) -> WavesConnectError:
         # A request the server will never accept: retrying it cannot help.
         return WavesConnectError(
             f"Waves at {host} refused the connection with HTTP {status}. Check base_url "
-            "(only the origin, such as wss://api.smallest.ai) and idle_timeout_s (1 to 180).",
+            "(only the origin, such as wss://api.smallest.ai) and idle_timeout_s (at most 180).",
             permanent=True,
             status=status,
             host=host,
@@ -210,10 +212,16 @@ async def open_socket(
     Whatever raised, the error's message is scrubbed of the key, and no
     redirect is followed.
     """
+    parts = urlsplit(url)
+    host = parts.netloc
     headers = dict(extra_headers)
     if api_key is not None:
+        try:
+            # live_url checked this already; checked again here, where the key is sent.
+            check_transport(parts.scheme, parts.hostname)
+        except ValueError as e:
+            raise WavesConnectError(str(e), permanent=True, host=host) from None
         headers["Authorization"] = f"Bearer {api_key}"
-    host = urlsplit(url).netloc
     try:
         return await _ConnectWithoutRedirects(
             url,

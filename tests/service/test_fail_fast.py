@@ -93,9 +93,9 @@ def test_a_base_url_holding_the_endpoint_path_is_refused(base_url: str):
         WavesTTSService(api_key=API_KEY, base_url=base_url)
 
 
-@pytest.mark.parametrize("idle_timeout_s", [0, 181, 3600])
+@pytest.mark.parametrize("idle_timeout_s", [0, -5, 181, 3600])
 def test_an_idle_timeout_waves_does_not_honour_is_refused(idle_timeout_s: int):
-    with pytest.raises(ValueError, match="1 to 180 seconds"):
+    with pytest.raises(ValueError, match="at most 180 seconds"):
         WavesTTSService(api_key=API_KEY, idle_timeout_s=idle_timeout_s)
 
 

@@ -237,3 +237,9 @@ def test_a_base_url_holding_credentials_is_refused_without_repeating_them():
     with pytest.raises(ValueError, match="must not hold credentials") as info:
         WavesTTSService(api_key=API_KEY, base_url="wss://user:sk-in-url-998877@api.smallest.ai")
     assert "sk-in-url-998877" not in str(info.value)
+
+
+async def test_open_socket_itself_refuses_plain_text_to_another_host():
+    with pytest.raises(WavesConnectError, match="unencrypted") as info:
+        await open_socket(f"ws://192.0.2.1{LIVE_PATH}", API_KEY, extra_headers={}, open_timeout_s=5)
+    assert info.value.permanent
