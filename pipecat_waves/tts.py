@@ -741,8 +741,9 @@ class WavesTTSService(TTSService):
             # The service recovered: a permanent category would mark it unusable.
             category = ErrorCategory.APPLICATION
         frame = ErrorFrame(error=message, category=category)
-        self._failed_contexts.add(output.context_id)
         if self.audio_context_available(output.context_id):
+            # Only a context Pipecat still plays reaches the audio-outcome hook.
+            self._failed_contexts.add(output.context_id)
             # Through the audio queue, so the error and the TTSStoppedFrame that
             # follows come out in order with the audio already received.
             await self.append_to_audio_context(output.context_id, frame)

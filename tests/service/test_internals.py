@@ -112,7 +112,9 @@ async def test_abort_cancels_the_sender_and_both_tasks_end():
             socket.send({"type": "ping"})
         socket.abort()
         await asyncio.wait_for(socket.wait_closed(), 2)
-    assert socket._sender.done() and socket._receiver.done()
+    # The sender was cancelled with its queue, not left to write to a dead socket.
+    assert socket._sender.cancelled()
+    assert socket._receiver.done()
     assert closed == [None], "the receiver reported the loss once, without a close code"
 
 
@@ -121,3 +123,13 @@ def test_lane_is_gone_and_live_socket_has_one_meaning():
 
     assert not hasattr(connection, "Lane")
     assert inspect.isclass(connection.LiveSocket)
+
+
+async def test_an_interruption_forgets_failed_replies_it_drops():
+    async with LocalWavesServer(api_key=API_KEY, backend=ToneBackend()) as server:
+        service = make_service(server)
+        # A reply that failed while Pipecat still held its audio context: an
+        # interruption drops that context, so Pipecat never reports its outcome.
+        service._failed_contexts.add("failed-then-interrupted")
+        await run(service, [*llm_turn("Long enough to be cut short."), InterruptionFrame()])
+    assert service._failed_contexts == set()
