@@ -173,9 +173,16 @@ async def run_token_mode(runs: int) -> dict[tuple[str, int], TokenCell]:
 
     from benchmarks.bench_barge_in import API_KEY
     from pipecat_waves import WavesTTSService
+    from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend
 
     cells: dict[tuple[str, int], TokenCell] = {}
-    async with serve(SERVER, in_process=True) as server:
+    # In this process, with records on: the segments are counted.
+    async with LocalWavesServer(
+        api_key=API_KEY,
+        backend=ToneBackend(),
+        behaviour=ServerBehaviour(**SERVER),  # type: ignore[arg-type]
+        record=True,
+    ) as server:
         url = server.ws_base_url
         for label, first in FIRST_SENTENCES.items():
             text = f"{first} {SECOND_SENTENCE}"
@@ -193,11 +200,11 @@ async def run_token_mode(runs: int) -> dict[tuple[str, int], TokenCell]:
 
                 for i in range(runs):
                     print(f"  token mode, {label}, {delay} ms, run {i + 1}", file=sys.stderr)
-                    before = len(server.segments)  # type: ignore[attr-defined]
+                    before = len(server.segments)
                     first_ms, gap_ms = await one_run(factory, url, text, TOKEN_MODE_PACE_MS / 1000)
                     cell.first_audio_ms.append(first_ms)
                     cell.worst_gap_ms.append(gap_ms)
-                    cell.segments.append(len(server.segments) - before)  # type: ignore[attr-defined]
+                    cell.segments.append(len(server.segments) - before)
     return cells
 
 

@@ -27,6 +27,7 @@ from pipecat_waves.commands import (
     command_logs,
     output_format,
 )
+from pipecat_waves.credentials import scrub
 from pipecat_waves.demo_options import add_arguments as add_demo_arguments
 from pipecat_waves.demo_options import add_verbosity
 from pipecat_waves.interrupt import EXIT_INTERRUPTED, Stopped, run_interruptible
@@ -196,7 +197,7 @@ def _report(work: Callable[[], Coroutine[Any, Any, str]], *, verbosity: int) -> 
 
 def _fail(message: str, code: int = 1) -> int:
     """Print a failure as one ``error:`` line; return the exit code."""
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {scrub(message)}", file=sys.stderr)
     return code
 
 

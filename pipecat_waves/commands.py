@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import secrets
 import sys
 import wave
@@ -27,10 +26,12 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
+from pipecat_waves.credentials import ApiKeyError, check_transport, clean_api_key, scrub
 from pipecat_waves.protocol import constants as c
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.audio import PcmAligner, duration_s
 from pipecat_waves.protocol.requests import VoiceParams, build_one_shot
+from pipecat_waves.protocol.text import split_at_words, split_sentences
 
 #: Environment variables read for the API key, in this order.
 API_KEY_ENVS = ("WAVES_API_KEY", "SMALLEST_API_KEY")
@@ -39,9 +40,6 @@ API_KEY_ENVS = ("WAVES_API_KEY", "SMALLEST_API_KEY")
 RECEIVE_TIMEOUT_S = 30.0
 #: Limit on opening a connection.
 OPEN_TIMEOUT_S = 10.0
-
-#: Sentence ends, where long text is cut into separate requests.
-_SENTENCE_END = re.compile(r"(?<=[.!?;:])\s+")
 
 
 class CliError(Exception):
@@ -150,8 +148,19 @@ async def open_endpoint(
     Raises:
         CliError: ``base_url`` is malformed, or the offline voice is missing.
     """
+    if api_key is not None:
+        try:
+            api_key = clean_api_key(api_key)
+        except ApiKeyError as e:
+            raise CliError(f"{e} (--api-key or WAVES_API_KEY)") from None
     if base_url is not None:
         ws_base, http_base = _origins(base_url)
+        if api_key is not None:
+            parts = urlsplit(base_url.strip())
+            try:
+                check_transport(parts.scheme, parts.hostname, flag="--base-url")
+            except ValueError as e:
+                raise CliError(str(e)) from None
         yield Endpoint(ws_base, http_base, api_key, local=False, base_url_given=True)
         return
     if api_key is not None:
@@ -296,15 +305,8 @@ def split_text(text: str, limit: int = c.MAX_FRAGMENT_CHARS) -> list[str]:
     is cut at the last space that fits (or hard, for one enormous word).
     """
     pieces: list[str] = []
-    for sentence in _SENTENCE_END.split(text.strip()):
-        rest = sentence.strip()
-        while len(rest) > limit:
-            cut = rest.rfind(" ", 0, limit + 1)
-            cut = cut if cut > 0 else limit
-            pieces.append(rest[:cut].strip())
-            rest = rest[cut:].strip()
-        if rest:
-            pieces.append(rest)
+    for sentence in split_sentences(text):
+        pieces += [p.strip() for p in split_at_words(sentence, limit + 1) if p.strip()]
     return pieces
 
 
@@ -388,47 +390,35 @@ def _unreachable_error(endpoint: Endpoint, url: str, reason: str) -> CliError:
 
 async def _connect(endpoint: Endpoint) -> Any:
     """Open the live socket, turning every failure into a :class:`CliError`."""
-    import websockets
-    from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidStatus
-
-    from pipecat_waves.connection import live_url
+    from pipecat_waves.connection import WavesConnectError, live_url, open_socket
 
     try:
         url = live_url(endpoint.ws_base, None)
-    except ValueError:
-        host = urlsplit(endpoint.ws_base).hostname
-        raise CliError(
-            f"refusing to send the API key unencrypted to {host}; use a wss:// --base-url "
-            "(plain ws:// is only for a server on this machine, 127.0.0.1)"
-        ) from None
+    except ValueError as e:
+        raise CliError(str(e).replace("base_url", "--base-url")) from None
     origin = endpoint.ws_base
     try:
-        return await connect(
+        return await open_socket(
             url,
-            additional_headers=endpoint.auth_headers(),
-            open_timeout=OPEN_TIMEOUT_S,
-            close_timeout=2.0,
-            max_size=16 * 1024 * 1024,
-            ping_interval=None,
+            endpoint.api_key,
+            extra_headers={"X-Source": "pipecat-waves-cli"},
+            open_timeout_s=OPEN_TIMEOUT_S,
         )
-    except InvalidStatus as e:
-        status = e.response.status_code
-        if status in (401, 403):
+    except WavesConnectError as e:
+        status = e.status
+        if e.auth_rejected and status is not None:
             raise _bad_key_error(status, endpoint) from None
         if status == 429:
             raise CliError(
                 f"{_server_name(endpoint)} refused the connection: concurrency limit reached "
                 "(HTTP 429); wait a moment or stop other sessions, then retry"
             ) from None
-        raise CliError(
-            f"{_server_name(endpoint)} answered HTTP {status} to the WebSocket upgrade; "
-            "check --base-url"
-        ) from None
-    except TimeoutError:
-        raise _unreachable_error(endpoint, origin, "timed out") from None
-    except (OSError, websockets.exceptions.InvalidHandshake) as e:
-        raise _unreachable_error(endpoint, origin, str(e) or type(e).__name__) from None
+        if status is not None:
+            raise CliError(
+                f"{_server_name(endpoint)} answered HTTP {status} to the WebSocket upgrade; "
+                "check --base-url"
+            ) from None
+        raise _unreachable_error(endpoint, origin, e.detail or str(e)) from None
 
 
 async def _speak_piece(
@@ -623,7 +613,8 @@ async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
-            http.get(url, headers=endpoint.auth_headers()) as response,
+            # No redirects: they would carry the key wherever Location points.
+            http.get(url, headers=endpoint.auth_headers(), allow_redirects=False) as response,
         ):
             if response.status in (401, 403):
                 raise _bad_key_error(response.status, endpoint)
@@ -636,7 +627,7 @@ async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
     except TimeoutError:
         raise _unreachable_error(endpoint, endpoint.http_base, "timed out") from None
     except aiohttp.ClientConnectionError as e:
-        reason = str(e) or type(e).__name__
+        reason = scrub(str(e) or type(e).__name__, endpoint.api_key)
         raise _unreachable_error(endpoint, endpoint.http_base, reason) from None
     except (aiohttp.ContentTypeError, json.JSONDecodeError):
         raise CliError(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from loguru import logger
 from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
@@ -26,20 +26,23 @@ from pipecat.utils.text.base_text_aggregator import TextType
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
 from pipecat_waves.connection import (
-    Lane,
-    LaneHandlers,
+    LiveSocket,
+    LiveSocketHandlers,
     WavesConnectError,
     is_refusal_close,
     live_url,
     open_socket,
 )
+from pipecat_waves.credentials import clean_api_key, logger, scrub
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
-from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, MODELS
+from pipecat_waves.protocol.backoff import backoff_s
+from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.resample import StreamResampler, wire_rate_for
+from pipecat_waves.settings_check import settings_problem
 
 __all__ = ["WavesTTSService", "WavesTTSSettings"]
 
@@ -190,9 +193,12 @@ class WavesTTSService(TTSService):
             **kwargs: Passed to Pipecat's ``TTSService``.
 
         Raises:
-            ValueError: An unsupported ``sample_rate`` or model, or a plain
-                ``ws://`` URL to a remote host.
+            ValueError: An unusable ``api_key`` (the message never repeats
+                it); an unsupported ``sample_rate``, model, speed or voice id;
+                a plain ``ws://`` URL to a remote host, or one that already
+                holds the endpoint path; ``idle_timeout_s`` above 180.
         """
+        api_key = clean_api_key(api_key)
         if sample_rate is not None:
             wire_rate_for(sample_rate)  # raises ValueError for a rate that makes no sense
         default_settings = WavesTTSSettings(
@@ -206,11 +212,9 @@ class WavesTTSService(TTSService):
         )
         if settings is not None:
             default_settings.apply_update(settings)
-        if default_settings.model not in MODELS:
-            raise ValueError(
-                f"Unknown Waves model {default_settings.model!r}; use one of "
-                f"{', '.join(sorted(MODELS))}."
-            )
+        problem = settings_problem(default_settings)
+        if problem:
+            raise ValueError(problem)
         self._url = live_url(base_url, idle_timeout_s)
         mode = text_aggregation_mode or TextAggregationMode.SENTENCE
         # The server joins a context's fragments exactly as sent, so sentences
@@ -259,13 +263,14 @@ class WavesTTSService(TTSService):
             spare_connections=1 if standby_connection else 0,
         )
         self._session = sn.WavesSession(self._session_config)
-        self._lanes: dict[int, Lane] = {}
+        self._lanes: dict[int, LiveSocket] = {}
         self._lane_ids = itertools.count(1)
         self._connect_tasks: set[asyncio.Task] = set()
         self._timer_task: asyncio.Task | None = None
         self._running = False
         self._fatal_error: str | None = None
         self._failed_contexts: set[str] = set()
+        self._spoken_voice: str | None = None  # the last voice audio came back for
         self._quick_failures = 0
         self._refusal_streak = 0
         self._timer_wakes_at: float | None = None
@@ -396,17 +401,41 @@ class WavesTTSService(TTSService):
         )
 
     async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
-        """Apply a settings change. It takes effect with the next fragment, no reconnect."""
-        changed = await super()._update_settings(delta)
-        if "model" in changed and self._settings.model not in MODELS:
+        """Apply a settings change. It takes effect with the next fragment, no reconnect.
+
+        A change that cannot work (an unknown model, a speed out of range, a
+        malformed voice id) is refused whole with one ErrorFrame naming it;
+        the service goes on with the settings it had.
+        """
+        candidate = copy.deepcopy(self._settings)
+        candidate.apply_update(copy.deepcopy(delta))  # type: ignore[arg-type]
+        problem = settings_problem(candidate)
+        if problem:
+            # APPLICATION, not INVALID_REQUEST: the application sent a bad
+            # frame, but the service still works (a permanent category would
+            # mark it unusable).
             await self.push_error(
-                f"Unknown Waves model {self._settings.model!r}; use one of "
-                f"{', '.join(sorted(MODELS))}.",
-                category=ErrorCategory.INVALID_REQUEST,
+                f"Settings update refused, keeping the previous settings: {problem}",
+                category=ErrorCategory.APPLICATION,
             )
-        return changed
+            return {}
+        return await super()._update_settings(delta)
+
+    async def push_error_frame(self, error: ErrorFrame, force_treat_as_permanent: bool = False):
+        """Push an error upstream, never with a key in its text."""
+        error.error = scrub(error.error)
+        await super().push_error_frame(error, force_treat_as_permanent)
 
     # -------------------------------------------------------------- barge-in
+
+    # Private Pipecat members, used where Pipecat has no public hook; each is
+    # pinned by tests/service/test_pipecat_contract.py and by the pipecat-ai
+    # range in pyproject.toml:
+    # * ``_handle_interruption``: the one place a barge-in reaches a TTS service
+    #   before its audio contexts are dropped; the server must be told first.
+    # * ``_tts_contexts``: the only record of which contexts are uninterruptible.
+    # * ``_record_context_audio_outcome``: the only way to keep Pipecat from
+    #   reporting a reply we already reported as failed a second time.
 
     async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
         """Barge-in: cancel every interruptible reply, then let Pipecat drop its audio.
@@ -420,6 +449,8 @@ class WavesTTSService(TTSService):
         interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
         for cid in interrupted:
             self._resamplers.pop(cid, None)
+        # Interrupted contexts never reach _record_context_audio_outcome.
+        self._failed_contexts &= preserved
         self._act_on_control(self._session.interrupt(interrupted, time.monotonic()))
         self._wake_timer()
         await super()._handle_interruption(frame, direction)
@@ -430,12 +461,13 @@ class WavesTTSService(TTSService):
         if not self._running:
             return
         logger.debug(f"{self}: opening connection ({reason})")
-        task = asyncio.get_running_loop().create_task(self._connect_with_backoff())
+        task = asyncio.get_running_loop().create_task(
+            self._connect_with_backoff(), name="waves-connect"
+        )
         self._connect_tasks.add(task)
         task.add_done_callback(self._connect_tasks.discard)
 
     async def _connect_with_backoff(self) -> None:
-        delay, max_delay = self._backoff
         attempt = 0
         while self._running:
             attempt += 1
@@ -451,7 +483,12 @@ class WavesTTSService(TTSService):
                 await self._call_event_handler("on_connection_error", str(e))
                 if e.permanent:
                     self._session.connection_failed_to_open()
-                    await self._give_up(str(e), ErrorCategory.AUTHENTICATION)
+                    category = (
+                        ErrorCategory.AUTHENTICATION
+                        if e.auth_rejected
+                        else ErrorCategory.INVALID_REQUEST
+                    )
+                    await self._give_up(str(e), category)
                     return
                 if self._lanes and e.refused:
                     # Working already: the server (or account) allows no more
@@ -461,8 +498,7 @@ class WavesTTSService(TTSService):
                     self._session.connection_limit_reached(len(self._lanes), time.monotonic())
                     return
                 await self._note_outage(e)
-                await asyncio.sleep(e.retry_after_s or delay)
-                delay = min(delay * 2, max_delay)
+                await asyncio.sleep(e.retry_after_s or backoff_s(attempt, *self._backoff))
                 continue
             lane_id = next(self._lane_ids)
             opened_in = f"{1000 * (time.monotonic() - started):.0f} ms"
@@ -470,8 +506,8 @@ class WavesTTSService(TTSService):
                 self._connected_once = True  # said once; later sockets are detail
                 logger.info(f"{self}: connected in {opened_in}")
             logger.debug(f"{self}: connection {lane_id} open in {opened_in}")
-            self._lanes[lane_id] = Lane(
-                lane_id, websocket, LaneHandlers(self._on_lane_message, self._on_lane_closed)
+            self._lanes[lane_id] = LiveSocket(
+                lane_id, websocket, LiveSocketHandlers(self._on_lane_message, self._on_lane_closed)
             )
             await self._call_event_handler("on_connected")
             await self._act(self._session.connection_opened(lane_id, time.monotonic()))
@@ -539,7 +575,9 @@ class WavesTTSService(TTSService):
         await self._act(self._session.connection_lost(lane_id, time.monotonic(), refused=refused))
         self._wake_timer()
 
-    async def _judge_unexpected_close(self, lane: Lane, code: int | None, reason: str) -> None:
+    async def _judge_unexpected_close(
+        self, lane: LiveSocket, code: int | None, reason: str
+    ) -> None:
         """Decide what a connection closed by the server means: routine, back off, or give up.
 
         An idle close, or a drop mid-reply that a reconnect repairs, is routine
@@ -570,7 +608,7 @@ class WavesTTSService(TTSService):
                 )
             )
             self._refusal_streak += 1
-            await asyncio.sleep(min(self._backoff[0] * 2**self._refusal_streak, self._backoff[1]))
+            await asyncio.sleep(backoff_s(self._refusal_streak + 1, *self._backoff))
             return
         self._refusal_streak = 0
         self._quick_failures = self._quick_failures + 1 if short_lived else 0
@@ -585,7 +623,7 @@ class WavesTTSService(TTSService):
         if short_lived:
             # Closed at once: wait before the next attempt instead of hammering.
             logger.warning(f"{self}: Waves closed connection {lane.id} at once ({closed})")
-            await asyncio.sleep(min(self._backoff[0] * 2**self._quick_failures, self._backoff[1]))
+            await asyncio.sleep(backoff_s(self._quick_failures + 1, *self._backoff))
         else:
             logger.debug(f"{self}: Waves closed connection {lane.id} ({closed})")
 
@@ -602,12 +640,19 @@ class WavesTTSService(TTSService):
         # probe, a keep-alive), never on a fixed tick: a tick costs CPU on every
         # session all the time. Events that bring a deadline forward wake it.
         while True:
-            now = time.monotonic()
-            delay = min(max(self._session.next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
-            self._timer_wakes_at = now + delay
-            await asyncio.sleep(delay + TIMER_SLACK_S)
-            self._timer_wakes_at = None
-            await self._act(self._session.poll(time.monotonic()))
+            try:
+                now = time.monotonic()
+                delay = min(max(self._session.next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
+                self._timer_wakes_at = now + delay
+                await asyncio.sleep(delay + TIMER_SLACK_S)
+                self._timer_wakes_at = None
+                await self._act(self._session.poll(time.monotonic()))
+            except Exception as e:
+                # Turn ends and keep-alives hang on this loop: a bug must cost
+                # one tick, not every later reply. Logged, then on again.
+                self._timer_wakes_at = None
+                logger.opt(exception=e).error(f"{self}: session timer failed; continuing")
+                await asyncio.sleep(TIMER_SLACK_S)
 
     def _wake_timer(self) -> None:
         """Re-arm the timer if the session now has a deadline before its wake-up."""
@@ -654,6 +699,7 @@ class WavesTTSService(TTSService):
         """Carry out what the session asked for, in order."""
         for output in outputs:
             if isinstance(output, sn.AudioOut):
+                self._spoken_voice = self._session.voice_of(output.context_id) or self._spoken_voice
                 await self._push_audio(output)
             elif isinstance(output, sn.WordOut):
                 await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
@@ -719,6 +765,22 @@ class WavesTTSService(TTSService):
             return
         await super()._record_context_audio_outcome(context_id, received_audio)
 
+    def _keep_working_voice(self, error: rs.ServerError) -> str | None:
+        """After a voice the server does not know, go back to the last one that spoke.
+
+        A mistyped voice in a settings update would otherwise fail every later
+        reply; this way it fails one, reported once, and the service keeps
+        speaking. Returns the voice gone back to, if any.
+        """
+        spoken = self._spoken_voice
+        if "voice" not in f"{error.code or ''} {error.message}".lower():
+            return None
+        if spoken is None or self._settings.voice == spoken:
+            return None
+        logger.warning(f"{self}: voice {self._settings.voice!r} refused; back to {spoken!r}")
+        self._settings.voice = spoken
+        return spoken
+
     async def _fail_context(self, output: sn.ContextFailed) -> None:
         error = output.error
         self._resamplers.pop(output.context_id, None)
@@ -728,13 +790,20 @@ class WavesTTSService(TTSService):
                 ErrorCategory.AUTHENTICATION,
             )
             return
-        message = f"Waves could not synthesize this reply: {error.message}"
+        message = scrub(f"Waves could not synthesize this reply: {error.message}")
         if error.code:
             message += f" ({error.code})"
         message += _fix_for(error)
-        frame = ErrorFrame(error=message, category=_category(error))
-        self._failed_contexts.add(output.context_id)
+        category = _category(error)
+        kept = self._keep_working_voice(error)
+        if kept:
+            message += f" Going on with voice {kept!r}, the last one that spoke."
+            # The service recovered: a permanent category would mark it unusable.
+            category = ErrorCategory.APPLICATION
+        frame = ErrorFrame(error=message, category=category)
         if self.audio_context_available(output.context_id):
+            # Only a context Pipecat still plays reaches the audio-outcome hook.
+            self._failed_contexts.add(output.context_id)
             # Through the audio queue, so the error and the TTSStoppedFrame that
             # follows come out in order with the audio already received.
             await self.append_to_audio_context(output.context_id, frame)

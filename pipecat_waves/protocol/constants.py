@@ -63,11 +63,6 @@ PING_TYPES: Final = frozenset({"ping", "keepalive", "keep_alive", "keep-alive"})
 #: Audio is signed 16-bit little-endian mono PCM.
 BYTES_PER_SAMPLE: Final = 2
 
-#: Voices documented to emit word timestamps.
-WORD_TIMESTAMP_VOICES: Final = frozenset(
-    {"meher", "devansh", "kartik", "maithili", "liam", "avery"}
-)
-
 #: WebSocket close code used for policy violations such as the concurrency limit.
 CLOSE_POLICY_VIOLATION: Final = 1008
 

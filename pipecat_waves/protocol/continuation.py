@@ -26,16 +26,13 @@ and only the size rule (and an optional flush delay) applies in between.
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from pipecat_waves.protocol.constants import DEFAULT_MAX_BUFFER_DELAY_MS
+from pipecat_waves.protocol.text import ends_sentence, word_cut
 
 M = TypeVar("M")
-
-#: Sentence end: terminal punctuation, then optional closing quotes/brackets and space.
-_SENTENCE_END = re.compile(r"[.!?\u2026\u3002\uff01\uff1f][\"'\u201d\u2019)\]]*\s*\Z")
 
 #: Shortest buffer (stripped) that a sentence boundary releases by default.
 DEFAULT_MIN_SENTENCE_CHARS = 8
@@ -267,11 +264,7 @@ class ContinuationBuffer(Generic[M]):
         if ctx is None or not ctx.pieces:
             return []
         text = ctx.text
-        if (
-            sentences
-            and _SENTENCE_END.search(text)
-            and len(text.strip()) >= self.min_sentence_chars
-        ):
+        if sentences and ends_sentence(text) and len(text.strip()) >= self.min_sentence_chars:
             return self._release_all(context_id, ReleaseReason.SENTENCE)
         # Checked here as well as in poll(): a delay of 0 means "do not wait".
         deadline = ctx.deadline
@@ -283,7 +276,7 @@ class ContinuationBuffer(Generic[M]):
         ctx = self._contexts.get(context_id)
         released: list[Release[M]] = []
         while ctx is not None and len(text := ctx.text) > self.max_chunk_chars:
-            cut = _word_boundary(text, self.max_chunk_chars)
+            cut = word_cut(text, self.max_chunk_chars)
             released.append(self._take(ctx, context_id, cut, ReleaseReason.SIZE))
         return [r for r in released if r.text.strip()]
 
@@ -315,17 +308,3 @@ class ContinuationBuffer(Generic[M]):
                 piece.text = piece.text[remaining:]
                 remaining = 0
         return Release(context_id, "".join(parts), meta, reason)
-
-
-def _word_boundary(text: str, limit: int) -> int:
-    """Length of the longest prefix of ``text`` within ``limit`` that ends a word.
-
-    The cut falls just after a whitespace character, so the prefix keeps its
-    trailing space and the remainder starts with the next word; joined again,
-    the pieces give back the input exactly. A single word longer than the
-    limit is cut at the limit.
-    """
-    for i in range(limit, 0, -1):
-        if text[i - 1].isspace():
-            return i
-    return limit

@@ -11,6 +11,7 @@ never sees anything it could reject.
 from __future__ import annotations
 
 import enum
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +183,61 @@ def build_ping() -> dict[str, Any]:
 
 # ------------------------------------------------------------------- validation
 
+#: Largest text frame the server reads, in UTF-8 bytes.
+MAX_FRAME_BYTES = 64 * 1024
+
+
+def load_frame(data: str) -> Any:
+    """Decode one text frame, refusing what is too big or not JSON.
+
+    Raises:
+        RequestError: ``MESSAGE_TOO_LARGE`` or ``INVALID_JSON`` (this includes
+            nesting too deep to decode and numbers too long to read).
+    """
+    if len(data) > MAX_FRAME_BYTES or len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
+        raise RequestError("MESSAGE_TOO_LARGE", f"message larger than {MAX_FRAME_BYTES} bytes")
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise RequestError("INVALID_JSON", "message is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and integers longer than Python reads
+        raise RequestError("INVALID_JSON", "message is not valid JSON") from None
+
+
+def parse_frame(data: str) -> LiveRequest:
+    """Decode and validate one text frame: :func:`load_frame`, then :func:`parse_request`.
+
+    Raises:
+        RequestError: Whatever is wrong with it; nothing else.
+    """
+    return parse_request(load_frame(data))
+
+
+def _shown(value: Any) -> str:
+    """A client value quoted in an error, short whatever it holds."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else repr(value[:40] + "…")
+    return f"a JSON {_json_type(value)}"
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
+
+
+def _in_range(value: int | float, low: float, high: float) -> bool:
+    """``low <= value <= high`` for any JSON number: NaN fails, huge ints do not overflow."""
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    return low <= value <= high
+
 
 def _require_type(obj: dict[str, Any], name: str, types: tuple[type, ...], what: str) -> Any:
     value = obj.get(name)
@@ -204,7 +260,7 @@ def _require_range(
     high: float,
 ) -> Any:
     value = _require_type(obj, name, types, what)
-    if value is not None and not low <= value <= high:  # NaN fails too
+    if value is not None and not _in_range(value, low, high):
         raise RequestError("INVALID_FIELD", f"'{name}' must be between {low} and {high}", name)
     return value
 
@@ -239,7 +295,9 @@ def _parse_voice_params(obj: dict[str, Any], voice_required: bool) -> VoiceParam
         )
     language = _require_type(obj, "language", (str,), "a string")
     if language is not None and language not in c.LANGUAGES:
-        raise RequestError("INVALID_FIELD", f"'language' {language!r} is not supported", "language")
+        raise RequestError(
+            "INVALID_FIELD", f"'language' {_shown(language)} is not supported", "language"
+        )
     sample_rate = _require_type(obj, "sample_rate", (int,), "an integer")
     if sample_rate is None:
         sample_rate = c.DEFAULT_SAMPLE_RATE
@@ -250,9 +308,7 @@ def _parse_voice_params(obj: dict[str, Any], voice_required: bool) -> VoiceParam
             "sample_rate",
         )
     speed = _require_type(obj, "speed", (int, float), "a number")
-    if speed is not None and not (
-        math.isfinite(speed) and c.SPEED_MIN <= float(speed) <= c.SPEED_MAX
-    ):
+    if speed is not None and not _in_range(speed, c.SPEED_MIN, c.SPEED_MAX):
         raise RequestError(
             "INVALID_FIELD", f"'speed' must be between {c.SPEED_MIN} and {c.SPEED_MAX}", "speed"
         )
@@ -262,7 +318,7 @@ def _parse_voice_params(obj: dict[str, Any], voice_required: bool) -> VoiceParam
     if npl is not None and npl not in c.LANGUAGES:
         raise RequestError(
             "INVALID_FIELD",
-            f"'number_pronunciation_language' {npl!r} is not supported",
+            f"'number_pronunciation_language' {_shown(npl)} is not supported",
             "number_pronunciation_language",
         )
     output_format = _require_type(obj, "output_format", (str,), "a string")
@@ -310,9 +366,10 @@ def parse_request(obj: Any) -> LiveRequest:
         raise RequestError("INVALID_MESSAGE", "each message must be a JSON object")
 
     if "type" in obj:
-        if obj["type"] in c.PING_TYPES:
+        kind = obj["type"]
+        if isinstance(kind, str) and kind in c.PING_TYPES:
             return LiveRequest(kind=RequestKind.PING, raw=obj)
-        raise RequestError("INVALID_FIELD", f"unknown message type {obj['type']!r}", "type")
+        raise RequestError("INVALID_FIELD", f"unknown message type {_shown(kind)}", "type")
 
     text = obj.get("text")
     if text is None:

@@ -161,8 +161,10 @@ def parse_message(text: str | bytes) -> ServerEvent:
     """
     try:
         obj = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ResponseError(f"server sent a frame that is not JSON: {e}") from e
+    except RecursionError:
+        raise ResponseError("server sent a frame nested too deeply") from None
+    except ValueError as e:  # not JSON, not UTF-8, or an integer longer than Python reads
+        raise ResponseError(f"server sent a frame that is not JSON: {str(e)[:120]}") from None
     return parse_event(obj)
 
 

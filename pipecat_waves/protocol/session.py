@@ -32,9 +32,11 @@ from dataclasses import dataclass
 
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
+from pipecat_waves.protocol.backoff import backoff_s
 from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
 from pipecat_waves.protocol.keepalive import KeepAlive, complains_of_ping, is_idle_timeout
 from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
+from pipecat_waves.protocol.text import split_at_words
 
 #: Gaps remembered for the no-timestamp turn-end guard.
 GAP_MEMORY = 32
@@ -42,6 +44,9 @@ GAP_MEMORY = 32
 LIMIT_MEMORY_S = 60.0
 #: Connections a reply may lose and still be resent; one more and it fails.
 MAX_DROPS_PER_REPLY = 3
+#: Waits between retries of a reply refused for the concurrency limit.
+RETRY_FIRST_S = 0.1
+RETRY_LARGEST_S = 2.0
 #: Error code of a reply given up after losing its connection too often.
 CONNECTION_LOST = "CONNECTION_LOST"
 
@@ -204,6 +209,10 @@ class SessionConfig:
             their turn here, with no clock running.
         retry_budget_s: How long a reply refused for the concurrency limit,
             while none of our own replies holds a slot, keeps being retried.
+        outage_budget_s: How long replies wait for a connection while none is
+            open. After that each waiting reply fails once, and so does any
+            new one until a connection opens: a reply spoken long after its
+            moment is worse than none (and is billed).
     """
 
     sample_rate: int = 24000
@@ -218,6 +227,7 @@ class SessionConfig:
     max_connections: int = 4
     max_replies_in_flight: int = 2
     retry_budget_s: float = 10.0
+    outage_budget_s: float = 10.0
 
 
 class ConnState(enum.Enum):
@@ -299,6 +309,9 @@ class WavesSession:
         # Cleared for good once a server refuses the field (some refuse the
         # legacy buffering fields beside a context_id).
         self._send_complete_backoff = True
+        self._outage_since: float | None = None  # a reply waits and no connection is open
+        # Replies that failed, so text still arriving for them starts nothing.
+        self._failed: deque[str] = deque(maxlen=GAP_MEMORY)
 
     # ----------------------------------------------------------------- queries
 
@@ -310,6 +323,11 @@ class WavesSession:
     def live_contexts(self) -> list[str]:
         """Replies not yet over, oldest first."""
         return [rid for rid, info in self._replies.items() if not info.reply.state.ended]
+
+    def voice_of(self, context_id: str) -> str | None:
+        """The voice reply ``context_id`` is being spoken with, while it is known."""
+        info = self._replies.get(context_id)
+        return info.params.voice_id if info else None
 
     def is_live(self, context_id: str) -> bool:
         """Whether ``context_id`` is known and not over."""
@@ -336,6 +354,7 @@ class WavesSession:
     def connection_opened(self, conn: int, now: float) -> list[Output]:
         """A connection the shell opened is ready."""
         self._opening = max(0, self._opening - 1)
+        self._outage_since = None
         self._conns[conn] = _Conn(conn, ConnState.SPARE, last_sent_at=now, last_recv_at=now)
         out: list[Output] = []
         if self._keepalive.ping_supported is None and not any(
@@ -447,6 +466,8 @@ class WavesSession:
         """
         info = self._replies.get(context_id)
         if info is None:
+            if context_id in self._failed:
+                return []  # reported once already; the rest of it is not spoken
             reply = Reply(context_id, self.config.sample_rate)
             info = _ReplyInfo(reply, params, max_buffer_delay_ms)
             self._replies[context_id] = info
@@ -715,7 +736,7 @@ class WavesSession:
             info.error_at = now
             return self._check_reply(info, now, force=True)
         retry.tries += 1
-        delay = min(0.1 * 2 ** (retry.tries - 1), 2.0)
+        delay = backoff_s(retry.tries, RETRY_FIRST_S, RETRY_LARGEST_S)
         retry.not_before = now + delay
         return [ContextRetrying(info.reply.id, error, delay)]
 
@@ -753,6 +774,7 @@ class WavesSession:
             if not force and quiet < self.config.tail_guard_s:
                 return []
             reply.state = ReplyState.FAILED
+            self._failed.append(reply.id)
             out: list[Output] = [ContextFailed(reply.id, info.error)]
             out += self._release(info, clean=False)
             self.forget(reply.id)
@@ -837,7 +859,7 @@ class WavesSession:
 
     def poll(self, now: float) -> list[Output]:
         """Act on time passing: reply ends, retries, keep-alives and stall probes."""
-        out: list[Output] = []
+        out: list[Output] = self._fail_waiting_replies(now)
         for info in list(self._replies.values()):
             out.extend(self._check_reply(info, now))
         for conn in list(self._conns.values()):
@@ -853,6 +875,8 @@ class WavesSession:
         cue to ask again.
         """
         due = [now + self._keepalive.interval_s]
+        if self._outage_since is not None:
+            due.append(self._outage_since + self.config.outage_budget_s)
         for info in self._replies.values():
             reply = info.reply
             if reply.state.ended:
@@ -939,10 +963,36 @@ class WavesSession:
                 conn = self._spare()
                 if conn is None:
                     waiting += 1
+                    if self._outage_since is None and not any(c.open for c in self._conns.values()):
+                        self._outage_since = now
                     break
                 self._bind(info, conn)
             out.extend(self._send_ready(info, now))
         out.extend(self._keep_pool(waiting, now))
+        return out
+
+    def _fail_waiting_replies(self, now: float) -> list[Output]:
+        """Fail the replies that waited out an outage (see ``outage_budget_s``)."""
+        since = self._outage_since
+        if since is None or now - since < self.config.outage_budget_s:
+            return []
+        if any(c.open for c in self._conns.values()):
+            self._outage_since = None
+            return []
+        out: list[Output] = []
+        for info in list(self._replies.values()):
+            if info.conn is not None or info.reply.state.ended or info.error is not None:
+                continue
+            if info.retry is not None:
+                continue  # refused, not waiting: its own retry budget applies
+            info.error = rs.ServerError(
+                rs.Envelope(),
+                f"no connection to the server for {now - since:.0f} s; the reply was dropped "
+                "rather than spoken late",
+                CONNECTION_LOST,
+            )
+            info.error_at = now
+            out.extend(self._check_reply(info, now, force=True))
         return out
 
     def _has_something_to_send(self, info: _ReplyInfo) -> bool:
@@ -1002,7 +1052,7 @@ class WavesSession:
         upto = info.switch_at if switching else len(reply.text)
         text = reply.text[attempt.sent_upto : upto]
         if text.strip():
-            for piece in split_long(text):
+            for piece in split_at_words(text, MAX_FRAGMENT_CHARS):
                 out.append(Send(conn.id, self._fragment(info, piece, more=True)))
             attempt.sent_upto = upto
             attempt.last_sent_at = now
@@ -1053,22 +1103,3 @@ class WavesSession:
             return None
         info = self._replies.get(reply.id)
         return info if info is not None and info.reply is reply else None
-
-
-def split_long(text: str, limit: int = MAX_FRAGMENT_CHARS) -> list[str]:
-    """Cut text longer than the documented fragment limit at word boundaries.
-
-    The pieces joined give back ``text`` exactly (the server joins fragments as sent).
-    """
-    if len(text) <= limit:
-        return [text]
-    pieces: list[str] = []
-    rest = text
-    while len(rest) > limit:
-        cut = rest.rfind(" ", 0, limit)
-        cut = limit if cut <= 0 else cut + 1
-        pieces.append(rest[:cut])
-        rest = rest[cut:]
-    if rest:
-        pieces.append(rest)
-    return pieces

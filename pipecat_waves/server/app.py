@@ -8,19 +8,20 @@ from types import TracebackType
 
 from aiohttp import web
 from loguru import logger
-from multidict import CIMultiDict
 
 from pipecat_waves.protocol import constants as c
 from pipecat_waves.server.backends import SpeechBackend
 from pipecat_waves.server.behaviour import ServerBehaviour
-from pipecat_waves.server.http import HttpHandlers
-from pipecat_waves.server.live import LiveConnection
-from pipecat_waves.server.records import ConnectionRecord, SegmentRecord
+from pipecat_waves.server.http import MAX_BODY_BYTES, HttpHandlers
+from pipecat_waves.server.live import MAX_FRAME_BYTES, LiveConnection
+from pipecat_waves.server.records import ConnectionRecord, SegmentRecord, safe_headers
 from pipecat_waves.server.state import ServerState, too_many_response, unauthorized_response
 
-#: aiohttp's own frame limit sits far above ours, so an oversize frame reaches
-#: the handler (which answers with an error) instead of killing the socket.
-_TRANSPORT_MAX_MSG = 16 * 1024 * 1024
+#: The WebSocket layer's frame limit, checked on the frame header before the
+#: payload is read. Frames a little over MAX_FRAME_BYTES still reach the
+#: handler, which answers MESSAGE_TOO_LARGE and keeps the socket; beyond this,
+#: the socket is closed with 1009 (message too big) without buffering them.
+TRANSPORT_MAX_FRAME_BYTES = 4 * MAX_FRAME_BYTES
 
 #: How long a server-side close waits for the client's close reply.
 _CLOSE_TIMEOUT_S = 2.0
@@ -82,7 +83,7 @@ class _LiveEndpoint:
         # No autoclose: the connection answers the client's close itself, after
         # freeing its concurrency slots (see LiveConnection.run).
         ws = web.WebSocketResponse(
-            max_msg_size=_TRANSPORT_MAX_MSG,
+            max_msg_size=TRANSPORT_MAX_FRAME_BYTES,
             autoping=True,
             autoclose=False,
             timeout=_CLOSE_TIMEOUT_S,
@@ -108,11 +109,12 @@ class _LiveEndpoint:
     ) -> web.WebSocketResponse:
         state = self._state
         record = ConnectionRecord(
-            id=len(state.connections) + 1,
-            headers=CIMultiDict(request.headers),
-            query=dict(request.query),
+            id=next(state.connection_ids),
+            headers=safe_headers(request.headers if state.record else {}),
+            query=dict(request.query) if state.record else {},
         )
-        state.connections.append(record)
+        if state.record:
+            state.connections.append(record)
         timeout = idle_timeout_from_query(
             request.query.get("timeout"), state.behaviour.idle_timeout_s
         )
@@ -130,7 +132,7 @@ class _LiveEndpoint:
 
 def build_app(state: ServerState) -> tuple[web.Application, _LiveEndpoint]:
     """Create the aiohttp application serving every endpoint."""
-    app = web.Application()
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
     live = _LiveEndpoint(state)
     http = HttpHandlers(state)
     app.router.add_get(c.LIVE_PATH, live.handle)
@@ -156,6 +158,8 @@ class LocalWavesServer:
         behaviour: Switches for behaviours the protocol leaves open.
         host: Interface to bind.
         port: Port to bind; 0 picks a free one.
+        record: Keep what was received and released for inspection (tests);
+            bounded to the last ``RECORD_LIMIT`` entries of each kind.
 
     Example::
 
@@ -171,11 +175,13 @@ class LocalWavesServer:
         behaviour: ServerBehaviour | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        record: bool = False,
     ) -> None:
         self._state = ServerState(
             api_key=api_key,
             backend=backend if backend is not None else _default_backend(),
             behaviour=behaviour if behaviour is not None else ServerBehaviour(),
+            record=record,
         )
         self._host = host
         self._requested_port = port
@@ -201,13 +207,19 @@ class LocalWavesServer:
 
     @property
     def connections(self) -> list[ConnectionRecord]:
-        """Accepted live sockets, in accept order (refused ones excluded)."""
-        return self._state.connections
+        """Accepted live sockets, in accept order (refused ones excluded).
+
+        A snapshot; empty unless the server was made with ``record=True``.
+        """
+        return list(self._state.connections)
 
     @property
     def segments(self) -> list[SegmentRecord]:
-        """Released segments of every connection, in release order."""
-        return self._state.segments
+        """Released segments of every connection, in release order.
+
+        A snapshot; empty unless the server was made with ``record=True``.
+        """
+        return list(self._state.segments)
 
     @property
     def rejected_connections(self) -> int:

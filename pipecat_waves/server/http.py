@@ -52,18 +52,28 @@ class HttpSynthesisRequest:
     request_id: str | None
 
 
+#: Largest request body read, in bytes: the text limit with room for the rest.
+MAX_BODY_BYTES = 64 * 1024
+
+
 def _number(body: dict[str, Any], name: str) -> float | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise BodyError(name, f"Expected a number for '{name}'")
-    return float(value)
+    try:
+        number = float(value)  # an integer too large for a float overflows
+    except OverflowError:
+        raise BodyError(name, f"'{name}' is out of range") from None
+    if not math.isfinite(number):
+        raise BodyError(name, f"Expected a number for '{name}'")
+    return number
 
 
 def _choice(body: dict[str, Any], name: str, allowed: frozenset[str], default: str | None) -> Any:
     value = body.get(name, default)
-    if value is not None and value not in allowed:
+    if value is not None and (not isinstance(value, str) or value not in allowed):
         raise BodyError(name, f"Invalid value for '{name}'")
     return value
 
@@ -73,6 +83,24 @@ def _optional_id(body: dict[str, Any], name: str) -> str | None:
     if value is not None and not c.is_valid_id(value):
         raise BodyError(name, f"Invalid '{name}'")
     return value
+
+
+def decode_body(raw: bytes) -> HttpSynthesisRequest:
+    """Decode and validate a raw SSE or sync request body.
+
+    Raises:
+        BodyError: The body is too big, not JSON, or names a field at fault;
+            nothing else.
+    """
+    if len(raw) > MAX_BODY_BYTES:
+        raise BodyError("", f"Body is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise BodyError("", "Body is nested too deeply") from None
+    except ValueError:  # not JSON, not UTF-8, or an integer longer than Python reads
+        raise BodyError("", "Body is not valid JSON") from None
+    return parse_body(body)
 
 
 def parse_body(body: Any) -> HttpSynthesisRequest:
@@ -133,11 +161,9 @@ class HttpHandlers:
         if self._state.at_capacity():
             return too_many_response()
         try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _bad_request(BodyError("", "Body is not valid JSON"))
-        try:
-            return parse_body(body)
+            # Over MAX_BODY_BYTES, aiohttp answers 413 itself (the app's
+            # client_max_size) without reading the rest.
+            return decode_body(await request.read())
         except BodyError as e:
             return _bad_request(e)
 

@@ -40,10 +40,12 @@ from loguru import logger
 from pipecat_waves.protocol.constants import is_valid_id
 from pipecat_waves.protocol.continuation import ContinuationBuffer, Release, ReleaseReason
 from pipecat_waves.protocol.requests import (
+    MAX_FRAME_BYTES,
     LiveRequest,
     RequestError,
     RequestKind,
     VoiceParams,
+    load_frame,
     parse_request,
 )
 from pipecat_waves.protocol.responses import (
@@ -60,8 +62,7 @@ from pipecat_waves.server.state import ServerState, new_request_id, new_session_
 from pipecat_waves.server.synthesis import chunk_size, split_audio, synthesize
 from pipecat_waves.server.voices import is_known_voice
 
-#: Largest client frame handled; bigger ones get an error frame (the socket stays up).
-MAX_FRAME_BYTES = 64 * 1024
+__all__ = ["MAX_FRAME_BYTES", "LiveConnection"]
 
 _SERIAL_LANE = object()
 
@@ -124,6 +125,7 @@ class _Job:
 
 @dataclass
 class _Lane:
+    key: object
     queue: asyncio.Queue[_Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
@@ -173,6 +175,7 @@ class LiveConnection:
         self._stalled = False
         self._dropped = False
         self._gone = False
+        self._timer: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------- lifecycle
 
@@ -183,7 +186,7 @@ class LiveConnection:
         this method frees the connection's slots *before* answering the close,
         so a client whose close handshake has finished finds them free.
         """
-        timer = asyncio.create_task(self._timer_loop())
+        self._timer = asyncio.create_task(self._timer_loop())
         try:
             async for msg in self._ws:
                 self._touch()
@@ -193,7 +196,6 @@ class LiveConnection:
         finally:
             self._gone = True
             self._end_all_contexts()
-            timer.cancel()
             try:
                 if not self._ws.closed:
                     await self._ws.close()
@@ -217,6 +219,8 @@ class LiveConnection:
 
     async def _shutdown(self) -> None:
         tasks = [lane.task for lane in self._lanes.values() if lane.task]
+        if self._timer is not None:
+            tasks.append(self._timer)
         tasks += [task for _, task in self._pending_completes.values()]
         for task in tasks:
             task.cancel()
@@ -232,23 +236,35 @@ class LiveConnection:
     # ---------------------------------------------------------------- timers
 
     async def _timer_loop(self) -> None:
-        """Fire buffer deadlines and the idle timeout."""
+        """Fire buffer deadlines and the idle timeout, until the connection ends."""
         while not self._gone:
-            now = self._loop.time()
-            # A stalled server says nothing, not even a timeout.
-            idle_at = math.inf if self._stalled else self._last_activity + self._idle_timeout_s
-            if now >= idle_at:
-                await self._time_out()
-                return
-            deadline = self._buffer.next_deadline()
-            if deadline is not None and now >= deadline:
-                self._enqueue(self._buffer.poll(now))
-                continue
-            wake_at = min(idle_at, deadline if deadline is not None else math.inf)
-            self._wake.clear()
-            timeout = None if math.isinf(wake_at) else wake_at - now
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+            try:
+                if await self._timer_step():
+                    return
+            except Exception:
+                # Buffer deadlines and the idle timeout hang on this loop: a
+                # bug costs one tick, logged, never the rest of the connection.
+                logger.exception(f"live connection {self.record.id}: timer failed; continuing")
+                await asyncio.sleep(0.01)
+
+    async def _timer_step(self) -> bool:
+        """One turn of the timer; ``True`` once the connection timed out."""
+        now = self._loop.time()
+        # A stalled server says nothing, not even a timeout.
+        idle_at = math.inf if self._stalled else self._last_activity + self._idle_timeout_s
+        if now >= idle_at:
+            await self._time_out()
+            return True
+        deadline = self._buffer.next_deadline()
+        if deadline is not None and now >= deadline:
+            self._enqueue(self._buffer.poll(now))
+            return False
+        wake_at = min(idle_at, deadline if deadline is not None else math.inf)
+        self._wake.clear()
+        timeout = None if math.isinf(wake_at) else wake_at - now
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        return False
 
     async def _time_out(self) -> None:
         seconds = self._idle_timeout_s
@@ -265,6 +281,15 @@ class LiveConnection:
     # ---------------------------------------------------------------- frames
 
     async def _on_frame(self, msg: Any) -> None:
+        try:
+            await self._handle_frame(msg)
+        except Exception:
+            # A message that trips a bug must cost that message, not the
+            # connection: the client hears about it and may go on.
+            logger.exception(f"live connection {self.record.id}: message handling failed")
+            await self._error("the server could not handle this message", "INTERNAL_ERROR")
+
+    async def _handle_frame(self, msg: Any) -> None:
         if msg.type == WSMsgType.TEXT:
             await self._on_text(msg.data)
         elif msg.type == WSMsgType.BINARY:
@@ -275,15 +300,13 @@ class LiveConnection:
             logger.warning(f"live connection {self.record.id}: {self._ws.exception()}")
 
     async def _on_text(self, data: str) -> None:
-        if len(data.encode("utf-8", "surrogatepass")) > MAX_FRAME_BYTES:
-            await self._error(f"message larger than {MAX_FRAME_BYTES} bytes", "MESSAGE_TOO_LARGE")
-            return
         try:
-            obj = json.loads(data)
-        except (json.JSONDecodeError, ValueError):
-            await self._error("message is not valid JSON", "INVALID_JSON")
+            obj = load_frame(data)
+        except RequestError as e:
+            await self._error(e.message, e.code)
             return
-        self.record.received.append(obj)
+        if self._state.record:
+            self.record.received.append(obj)
         try:
             request = parse_request(obj)
             self._check_strict_fields(request)
@@ -337,15 +360,22 @@ class LiveConnection:
         elif kind is RequestKind.CANCEL:
             self._cancel(request.context_id)
             self._end_context(request.context_id, closed=False)
+            # New text after a cancel carries its voice again (it must), so
+            # nothing of the cancelled context needs keeping.
+            self._context_params.pop(request.context_id, None)
         elif kind is RequestKind.CLOSE:
             dropped = self._buffer.close(request.context_id)
             logger.debug(f"context {request.context_id} closed, dropped {len(dropped)} chars")
             self._end_context(request.context_id, closed=True)
+            self._context_params.pop(request.context_id, None)
         elif await self._accept_synthesis(request):
             self._enqueue(self._releases(request))
             # Ended only now: what this message released must hold the slot first.
             if not request.continue_:
                 self._end_context(request.context_id, closed=True)
+                # Everything it had is released (with its voice): nothing
+                # about a closed context is kept, however many a socket sees.
+                self._context_params.pop(request.context_id, None)
         self._wake.set()  # buffer deadlines may have moved
 
     async def _accept_synthesis(self, request: LiveRequest) -> bool:
@@ -496,7 +526,8 @@ class LiveConnection:
                     # this segment plays gets a timeline this one must not use.
                     job.timeline = job.use.timeline
             self._jobs.append(job)
-            self._state.segments.append(job.segment)
+            if self._state.record:
+                self._state.segments.append(job.segment)
             self._lane_for(release.context_id).queue.put_nowait(job)
 
     def _make_job(self, release: Release[_Fragment]) -> _Job | None:
@@ -527,9 +558,23 @@ class LiveConnection:
         key: object = context_id if self._state.behaviour.interleave_contexts else _SERIAL_LANE
         lane = self._lanes.get(key)
         if lane is None:
-            lane = self._lanes[key] = _Lane()
+            lane = self._lanes[key] = _Lane(key)
             lane.task = asyncio.create_task(self._run_lane(lane))
         return lane
+
+    def _lane_done(self, lane: _Lane) -> bool:
+        """Retire a context's own lane once its context is over and its queue empty.
+
+        Checked and removed with no await in between, so a segment for the same
+        context released later simply gets a new lane.
+        """
+        if lane.key is _SERIAL_LANE or not lane.queue.empty():
+            return False
+        use = self._contexts.get(lane.key)  # type: ignore[call-overload]
+        if use is not None and not use.ended:
+            return False  # more text may come
+        self._lanes.pop(lane.key, None)
+        return True
 
     async def _run_lane(self, lane: _Lane) -> None:
         while True:
@@ -550,6 +595,8 @@ class LiveConnection:
                 # A complete still pending settles the job when it goes out.
                 if id(job) not in self._pending_completes:
                     self._settle(job)
+            if self._lane_done(lane):
+                return
 
     async def _stream(self, job: _Job) -> None:
         """Synthesize one segment and send its frames."""

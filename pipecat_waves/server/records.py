@@ -1,11 +1,28 @@
-"""What the local server saw and did, kept for tests and benchmarks to inspect."""
+"""What the local server saw and did, kept for tests and benchmarks to inspect.
+
+Records are off unless asked for (``LocalWavesServer(record=True)``), and
+bounded when on: a long-running server holds flat memory either way.
+"""
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from multidict import CIMultiDict
+
+#: Most entries kept per record list (connections, segments, messages of one
+#: connection); older ones are dropped first.
+RECORD_LIMIT = 10_000
+
+#: Headers never kept: a record must not hold a credential.
+_SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization", "x-api-key"})
+
+
+def safe_headers(headers: Any) -> CIMultiDict[str]:
+    """The upgrade request's headers without credentials."""
+    return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _SECRET_HEADERS)
 
 
 @dataclass
@@ -14,9 +31,11 @@ class ConnectionRecord:
 
     Attributes:
         id: 1-based, in accept order.
-        headers: The upgrade request's headers (case-insensitive keys).
+        headers: The upgrade request's headers (case-insensitive keys),
+            credentials removed.
         query: The upgrade URL's query parameters.
-        received: Every JSON value received, in order.
+        received: JSON values received, in order (the last
+            :data:`RECORD_LIMIT`; none unless the server records).
         closed: The socket has closed.
         close_code: WebSocket close code, once closed (``None`` if it was
             dropped without one).
@@ -25,7 +44,7 @@ class ConnectionRecord:
     id: int
     headers: CIMultiDict[str]
     query: dict[str, str]
-    received: list[Any] = field(default_factory=list)
+    received: deque[Any] = field(default_factory=lambda: deque(maxlen=RECORD_LIMIT))
     closed: bool = False
     close_code: int | None = None
 

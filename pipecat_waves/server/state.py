@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import hmac
+import itertools
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from pipecat_waves.server.backends import SpeechBackend
 from pipecat_waves.server.behaviour import ServerBehaviour
-from pipecat_waves.server.records import ConnectionRecord, SegmentRecord
+from pipecat_waves.server.records import RECORD_LIMIT, ConnectionRecord, SegmentRecord
+
+
+def _bounded() -> deque:
+    return deque(maxlen=RECORD_LIMIT)
 
 
 @dataclass
@@ -21,8 +27,11 @@ class ServerState:
         api_key: The accepted bearer token; ``None`` disables authentication.
         backend: Turns text into audio.
         behaviour: Switches, read whenever they matter (tests may flip them).
-        connections: Accepted live sockets, in accept order.
-        segments: Released segments across all connections, in release order.
+        record: Keep the records below (tests); off, they stay empty.
+        connections: Accepted live sockets, in accept order (the last
+            ``RECORD_LIMIT``).
+        segments: Released segments across all connections, in release
+            order (the last ``RECORD_LIMIT``).
         active: Live sockets and HTTP streams open right now.
         rejected_connections: Upgrades turned away by ``max_connections``.
         synthesis_requests: Synthesis-bearing messages seen (for ``error_on_request``).
@@ -33,8 +42,10 @@ class ServerState:
     api_key: str | None
     backend: SpeechBackend
     behaviour: ServerBehaviour
-    connections: list[ConnectionRecord] = field(default_factory=list)
-    segments: list[SegmentRecord] = field(default_factory=list)
+    record: bool = False
+    connections: deque[ConnectionRecord] = field(default_factory=_bounded)
+    segments: deque[SegmentRecord] = field(default_factory=_bounded)
+    connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     active: int = 0
     rejected_connections: int = 0
     synthesis_requests: int = 0
@@ -59,7 +70,8 @@ class ServerState:
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
         return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), self.api_key.encode()
+            token.strip().encode("utf-8", "surrogateescape"),
+            self.api_key.encode("utf-8", "surrogateescape"),
         )
 
 

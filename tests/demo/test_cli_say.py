@@ -93,7 +93,7 @@ async def test_wrong_key_names_the_variable_and_never_shows_the_key(capsys, tmp_
 
 async def test_say_writes_a_wav_through_a_running_server(capsys, tmp_path):
     out = tmp_path / "hello.wav"
-    async with LocalWavesServer(api_key=SECRET, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=SECRET, backend=ToneBackend(), record=True) as server:
         code = await asyncio.to_thread(
             cli.main,
             [

@@ -35,7 +35,7 @@ KEY = "example-key"
 async def test_02_greeting_speaks_into_a_wav(tmp_path):
     example = load_example("02_greeting")
     out = tmp_path / "greeting.wav"
-    async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
         seconds = await example.greet(out, api_key=KEY, base_url=server.ws_base_url)
     with wave.open(str(out), "rb") as wav:
         rate = wav.getframerate()
@@ -47,7 +47,7 @@ async def test_02_greeting_speaks_into_a_wav(tmp_path):
 async def test_03_switches_voice_per_line_on_one_socket(tmp_path):
     example = load_example("03_switch_voice")
     out = tmp_path / "voices.wav"
-    async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
         seconds = await example.switch_voices(out, api_key=KEY, base_url=server.ws_base_url)
     # No connection per line: the lines share a small pool of warm sockets
     # (one carries the line playing, another prepares the next).
@@ -125,7 +125,7 @@ def test_01_speaks_8_khz_on_a_phone_call_and_24_khz_in_the_browser():
 async def test_01_voice_agent_pipeline_speaks_the_llm_reply_and_records_it(rates):
     example = load_example("01_voice_agent")
     transport = _Transport()
-    async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
         tts = WavesTTSService(api_key=KEY, base_url=server.ws_base_url)
         worker, context = example.build_pipeline(
             transport, _Passthrough(), _LLM(), tts, rates=rates

@@ -35,7 +35,10 @@ async def make_server() -> AsyncIterator[ServerFactory]:
         # carries none, and has tests of its own.
         behaviour.setdefault("error_shape", "both")
         server = LocalWavesServer(
-            api_key=KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**behaviour)
+            api_key=KEY,
+            backend=ToneBackend(),
+            behaviour=ServerBehaviour(**behaviour),
+            record=True,
         )
         await server.start()
         servers.append(server)

@@ -75,7 +75,7 @@ async def test_connection_record_keeps_headers_query_and_messages(server, connec
     assert record.id == 1
     assert record.headers["x-source"] == "tests"
     assert record.query == {"timeout": "30", "x": "1"}
-    assert record.received == [request("Hi."), {"type": "ping"}]
+    assert list(record.received) == [request("Hi."), {"type": "ping"}]
     assert not record.closed
     await client.ws.close()
     await wait_until(lambda: record.closed)

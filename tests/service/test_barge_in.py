@@ -72,7 +72,7 @@ def barge_in_frames(wait_s: float = 0.8) -> list:
 async def test_no_interrupted_audio_after_the_interruption(switches):
     behaviour = ServerBehaviour(**SLOW, **switches)
     async with LocalWavesServer(
-        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour, record=True
     ) as server:
         service = make_service(server)
         down, up = await run(service, barge_in_frames())
@@ -109,7 +109,7 @@ async def test_no_interrupted_audio_after_the_interruption(switches):
 async def test_next_reply_after_barge_in_uses_a_warm_socket():
     behaviour = ServerBehaviour(**SLOW, echo_external_request_id=False, handshake_delay_ms=300)
     async with LocalWavesServer(
-        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour, record=True
     ) as server:
         service = make_service(server)
         frames = [

@@ -213,7 +213,9 @@ def matrix_conversation() -> Conversation:
 def make_server(**switches: Any) -> LocalWavesServer:
     """A tone server with the matrix timing and ``switches``."""
     behaviour = ServerBehaviour(**{**TIMING, **switches})
-    return LocalWavesServer(api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour)
+    return LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour, record=True
+    )
 
 
 def gap_bound(switches: dict[str, Any]) -> float:

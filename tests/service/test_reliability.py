@@ -34,7 +34,7 @@ REPLY = (
 
 def server_with(**switches) -> LocalWavesServer:
     return LocalWavesServer(
-        api_key=API_KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**switches)
+        api_key=API_KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**switches), record=True
     )
 
 

@@ -34,7 +34,7 @@ def carried(server: LocalWavesServer) -> list[dict]:
 
 def tone_server(**switches) -> LocalWavesServer:
     return LocalWavesServer(
-        api_key=API_KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**switches)
+        api_key=API_KEY, backend=ToneBackend(), behaviour=ServerBehaviour(**switches), record=True
     )
 
 

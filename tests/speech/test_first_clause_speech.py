@@ -24,7 +24,7 @@ REPLY = (
 
 async def speak(backend: PiperBackend, **options) -> tuple[bytes, str]:
     """The reply's audio through the service, and the server's first segment."""
-    async with LocalWavesServer(api_key=API_KEY, backend=backend) as server:
+    async with LocalWavesServer(api_key=API_KEY, backend=backend, record=True) as server:
         service = make_service(server, **options)
         down, _ = await run(service, llm_turn(REPLY, token_gap_s=0.03))
         return audio_of(down), server.segments[0].text

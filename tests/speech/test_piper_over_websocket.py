@@ -82,7 +82,9 @@ class Listener:
 async def test_one_shot_and_continuation_are_heard(backend: PiperBackend) -> None:
     # Odd-sized chunks make the client-side alignment part of what is tested.
     behaviour = ServerBehaviour(split_odd_bytes=True)
-    async with LocalWavesServer(api_key="k", backend=backend, behaviour=behaviour) as server:
+    async with LocalWavesServer(
+        api_key="k", backend=backend, behaviour=behaviour, record=True
+    ) as server:
         url = server.ws_base_url + LIVE_PATH
         async with websockets_client.connect(
             url, additional_headers={"Authorization": "Bearer k"}

@@ -1,0 +1,47 @@
+"""What makes a set of service settings unusable, found before any text is sent."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pipecat.utils.types import is_given
+
+from pipecat_waves.protocol import constants as c
+
+
+def _value(settings: Any, name: str) -> Any:
+    value = getattr(settings, name, None)
+    return value if is_given(value) else None
+
+
+def settings_problem(settings: Any) -> str | None:
+    """The first setting Waves would refuse, named with the fix; None if all is well.
+
+    Checked: the model, the voice id's form (whether the voice exists only the
+    server knows), the speed range and the content filter action.
+    """
+    model = _value(settings, "model")
+    if model not in c.MODELS:
+        return f"Unknown Waves model {model!r}; use one of {', '.join(sorted(c.MODELS))}"
+    voice = _value(settings, "voice")
+    if not c.is_valid_id(voice):
+        shown = repr(voice) if isinstance(voice, str) and len(voice) <= 40 else "given"
+        return (
+            f"voice id {shown} is malformed; a voice id is 1 to {c.ID_MAX_LENGTH} letters, "
+            "digits, '_', '.' or '-'. Run `pipecat-waves voices` to list them"
+        )
+    speed = _value(settings, "speed")
+    if speed is not None and (
+        isinstance(speed, bool)
+        or not isinstance(speed, int | float)
+        or not math.isfinite(speed)
+        or not c.SPEED_MIN <= speed <= c.SPEED_MAX
+    ):
+        return (
+            f"speed {speed!r} is out of range; use {c.SPEED_MIN} to {c.SPEED_MAX} (1.0 is normal)"
+        )
+    content_filter = _value(settings, "content_filter")
+    if content_filter is not None and content_filter not in ("reject", "flag"):
+        return f"content_filter {content_filter!r} is not 'reject', 'flag' or None"
+    return None
