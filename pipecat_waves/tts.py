@@ -436,6 +436,8 @@ class WavesTTSService(TTSService):
     # * ``_tts_contexts``: the only record of which contexts are uninterruptible.
     # * ``_record_context_audio_outcome``: the only way to keep Pipecat from
     #   reporting a reply we already reported as failed a second time.
+    # * ``_text_aggregator`` (set in ``__init__``): Pipecat takes no aggregator
+    #   argument, and the first clause of a turn must be cut as it is written.
 
     async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
         """Barge-in: cancel every interruptible reply, then let Pipecat drop its audio.

@@ -84,7 +84,7 @@ async def _read_until(stream: asyncio.StreamReader, marker: str) -> str:
 
 async def test_ctrl_c_ends_the_demo_at_once_quietly_and_closes_its_sockets(tmp_path):
     out = tmp_path / "demo.wav"
-    async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
         proc = await _spawn(
             "demo", "--base-url", server.ws_base_url, "--api-key", KEY, "-o", str(out)
         )
@@ -150,7 +150,7 @@ def test_output_format_follows_the_extension_or_is_refused(tmp_path):
 
 
 async def test_messages_name_the_local_server_not_smallest(tmp_path):
-    async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
         base = ["say", "hi", "--base-url", server.ws_base_url, "-o", str(tmp_path / "x.wav")]
         good = await asyncio.to_thread(_run, *base, "--api-key", KEY)
         wrong = await asyncio.to_thread(_run, *base, "--api-key", "sk-wrong-1234")

@@ -29,7 +29,7 @@ def test_every_python_block_compiles():
 
 async def test_the_complete_script_runs_as_written(monkeypatch, capsys):
     script = next(b for b in _python_blocks() if "asyncio.run(main())" in b)
-    async with LocalWavesServer(api_key=KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
         # The script as written, pointed at the local server instead of Smallest.ai.
         class LocalWaves(pipecat_waves.WavesTTSService):
             def __init__(self, **kwargs):

@@ -35,7 +35,7 @@ def captured() -> Iterator[list[tuple[str, str]]]:
 
 async def test_info_says_connected_once_and_chunks_stay_at_debug():
     with captured() as records:
-        async with LocalWavesServer(api_key=API_KEY, backend=ToneBackend()) as server:
+        async with LocalWavesServer(api_key=API_KEY, backend=ToneBackend(), record=True) as server:
             tts = WavesTTSService(api_key=API_KEY, base_url=server.ws_base_url, sample_rate=RATE)
             await run_test(tts, frames_to_send=[TTSSpeakFrame("One. Two words. Three more words.")])
             opened = len(server.connections)

@@ -101,7 +101,7 @@ TEXT = "Seven tables remain open tonight near the window."
 
 @pytest.mark.parametrize(("pipeline_rate", "wire_rate"), [(48000, 44100), (8000, 8000)])
 async def test_a_pipeline_at_any_rate_gets_its_audio(pipeline_rate, wire_rate):
-    async with LocalWavesServer(api_key=API_KEY, backend=ToneBackend()) as server:
+    async with LocalWavesServer(api_key=API_KEY, backend=ToneBackend(), record=True) as server:
         service = WavesTTSService(api_key=API_KEY, base_url=server.ws_base_url)
         down, up = await run_test(
             service,
@@ -137,7 +137,7 @@ async def test_piper_speech_at_48_khz_is_understood():
     from tests.support.transcribe import transcribe, word_recall
 
     text = "The quick brown fox jumps over the lazy dog."
-    async with LocalWavesServer(api_key=API_KEY, backend=PiperBackend()) as server:
+    async with LocalWavesServer(api_key=API_KEY, backend=PiperBackend(), record=True) as server:
         service = WavesTTSService(api_key=API_KEY, base_url=server.ws_base_url)
         down, up = await run_test(
             service,

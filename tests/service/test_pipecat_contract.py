@@ -1,6 +1,6 @@
 """The private Pipecat members the service relies on, pinned.
 
-``WavesTTSService`` overrides or reads three members Pipecat does not make
+``WavesTTSService`` overrides, reads or replaces four members Pipecat does not make
 public (see the comment above ``_handle_interruption`` in ``tts.py``). If a
 Pipecat release renames or reshapes one, these tests fail loudly instead of
 the service silently losing barge-in or double-reporting errors.
@@ -15,8 +15,10 @@ from pathlib import Path
 
 from packaging.specifiers import SpecifierSet
 from pipecat.services.tts_service import TTSContext, TTSService
+from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 from pipecat_waves import WavesTTSService
+from pipecat_waves.first_clause import FirstClauseAggregator
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +44,20 @@ def test_tts_contexts_maps_context_ids_to_contexts_with_an_interruptible_flag():
     service = WavesTTSService(api_key="sk-contract-check", base_url="ws://127.0.0.1:9")
     assert service._tts_contexts == {}
     assert "interruptible" in {f.name for f in TTSContext.__dataclass_fields__.values()}
+
+
+def test_text_aggregator_is_the_simple_sentence_aggregator_the_service_replaces():
+    class Plain(TTSService):
+        async def run_tts(self, text: str, context_id: str):
+            yield None
+
+    plain = Plain()
+    assert isinstance(plain._text_aggregator, SimpleTextAggregator)
+    # Pipecat reads it on every text frame through these methods.
+    for name in ("aggregate", "flush", "handle_interruption", "reset", "set_language"):
+        assert callable(getattr(plain._text_aggregator, name))
+    service = WavesTTSService(api_key="sk-contract-check", base_url="ws://127.0.0.1:9")
+    assert isinstance(service._text_aggregator, FirstClauseAggregator)
 
 
 def test_the_installed_pipecat_is_inside_the_declared_range():
