@@ -428,6 +428,14 @@ def make_theirs(url: str, sample_rate: int) -> TTSService:
 
 SERVICES: dict[str, ServiceFactory] = {OURS: make_ours, THEIRS: make_theirs}
 
+
+def in_turn(services: dict[str, ServiceFactory], run: int) -> list[tuple[str, ServiceFactory]]:
+    """The services in the order of run ``run``: alternating who goes first,
+    so neither always runs on a freshly quiet machine."""
+    order = list(services.items())
+    return order if run % 2 == 0 else order[::-1]
+
+
 #: Pipecat's ``SmallestTTSService`` sends its keep-alive every 30 s, half the
 #: documented 60 s idle timeout (the interval is fixed in its ``_connect``).
 THEIRS_KEEPALIVE_S = 30.0
@@ -1368,8 +1376,7 @@ async def _load_ladder(
                 results[name].problems.append(f"load: stopped before N={n} (time budget)")
             break
         for trial in range(cfg.load_trials):
-            order = list(climbing.items())
-            for name, factory in order if trial % 2 == 0 else order[::-1]:
+            for name, factory in in_turn(climbing, trial):
                 progress(f"load: {name}, N={n}, trial {trial + 1}")
                 step = await _attempt(
                     results[name],
@@ -1391,10 +1398,7 @@ async def run_benchmark(cfg: BenchConfig, progress: Callable[[str], None] = prin
     async with serve(cfg.latency_server, in_process=cfg.server_in_process) as server:
         url = server.ws_base_url
         for i in range(cfg.runs):
-            # Alternate which service goes first, so neither always runs on a
-            # freshly quiet machine.
-            order = list(SERVICES.items()) if i % 2 == 0 else list(SERVICES.items())[::-1]
-            for name, factory in order:
+            for name, factory in in_turn(SERVICES, i):
                 r = results[name]
                 progress(f"run {i + 1}/{cfg.runs}: {name}")
                 run = await _attempt(
@@ -1431,8 +1435,7 @@ async def _held_completes(
         ) as server:
             url = server.ws_base_url
             for i in range(cfg.runs):
-                order = list(SERVICES.items()) if i % 2 == 0 else list(SERVICES.items())[::-1]
-                for name, factory in order:
+                for name, factory in in_turn(SERVICES, i):
                     progress(f"back to back, {held.key} {i + 1}/{cfg.runs}: {name}")
                     run = await _attempt(
                         results[name],
@@ -1450,8 +1453,7 @@ async def _echo_barge_ins(
     async with serve(cfg.echo_server, in_process=cfg.server_in_process) as server:
         url = server.ws_base_url
         for i in range(cfg.runs):
-            order = list(SERVICES.items()) if i % 2 == 0 else list(SERVICES.items())[::-1]
-            for name, factory in order:
+            for name, factory in in_turn(SERVICES, i):
                 progress(f"echo barge-in {i + 1}/{cfg.runs}: {name}")
                 # Real-time audio: a service that waited for the interrupted
                 # reply to play out would need the whole of it (about 14 s).

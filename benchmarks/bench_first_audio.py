@@ -40,6 +40,8 @@ from benchmarks.bench_barge_in import (
     ServiceFactory,
     Session,
     _finish,
+    expected_reply_audio_s,
+    in_turn,
     serve,
 )
 
@@ -103,7 +105,7 @@ async def one_run(
     try:
         await asyncio.sleep(0.4)  # both services have their socket open
         stream = token_stream(text, pace_s)
-        expected_s = _expected_audio_s(text)
+        expected_s = expected_reply_audio_s(text, RATE)
         await session.send(stream)
 
         def done() -> bool:
@@ -122,12 +124,6 @@ async def one_run(
     return 1000 * (audio[0][0] - first_token), 1000 * playback_gaps(audio)
 
 
-def _expected_audio_s(text: str) -> float:
-    from benchmarks.bench_barge_in import expected_reply_audio_s
-
-    return expected_reply_audio_s(text, RATE)
-
-
 async def run_all(runs: int) -> dict[tuple[str, int], dict[str, Cell]]:
     """Every (sentence, pace) cell for both services, alternating who goes first."""
     cells: dict[tuple[str, int], dict[str, Cell]] = {}
@@ -138,8 +134,7 @@ async def run_all(runs: int) -> dict[tuple[str, int], dict[str, Cell]]:
             for pace_ms in TOKEN_PACES_MS:
                 cell = cells[(label, pace_ms)] = {OURS: Cell(), THEIRS: Cell()}
                 for i in range(runs):
-                    order = list(SERVICES.items())
-                    for name, factory in order if i % 2 == 0 else order[::-1]:
+                    for name, factory in in_turn(SERVICES, i):
                         print(
                             f"  {label}, {pace_ms} ms/token, run {i + 1}: {name}", file=sys.stderr
                         )

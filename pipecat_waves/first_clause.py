@@ -133,8 +133,7 @@ class FirstClauseAggregator(SimpleTextAggregator):
             self._text += char
             sentence = await self._check_sentence_with_lookahead(char)
             if sentence is not None:
-                if not self._first_sentence_done:
-                    self._first_sentence_done = True
+                self._first_sentence_done = True
                 yield sentence
                 continue
             piece = self._early_piece()
@@ -151,10 +150,10 @@ class FirstClauseAggregator(SimpleTextAggregator):
             return None  # "Dr. " or "I. ": the tokenizer has not decided yet
         if not early_cut(self._text, now - self._piece_started_at, self._rule, self._words_sent):
             return None
-        piece, self._text = self._text.strip(" "), ""
+        piece, self._text = self._text.strip(), ""
         self._piece_started_at = None
         self._words_sent += len(piece.split())
-        return Aggregation(text=piece.strip(), type=TextType.SENTENCE)
+        return Aggregation(text=piece, type=TextType.SENTENCE)
 
     def _awaiting_sentence_check(self) -> bool:
         # The base class tracks a pending sentence candidate in its lookahead
