@@ -589,7 +589,7 @@ def run(args: argparse.Namespace) -> int:
             )
     print(
         "TTFB: from the reply's first LLM token to its first audio "
-        "(includes waiting for the first sentence to end)."
+        "(includes waiting for the LLM to write the first clause)."
     )
     print()
     print(f"Timeline of {output} (left channel: bot, right channel: user):")
