@@ -236,6 +236,11 @@ def auth_finding(status: int | None, exchange: Exchange | None) -> Finding:
         )
     frames = exchange.frames if exchange is not None else []
     code = exchange.close_code if exchange is not None else None
+    if exchange is None or (exchange.closed_at is None and not errors(exchange)):
+        # Nothing refused it: a server without authentication (a local one, say).
+        return Finding(
+            "wrong key refused", "not refused", "the socket stayed open with a wrong key", {}
+        )
     return Finding(
         "wrong key refused",
         "after the upgrade",
