@@ -65,8 +65,12 @@ async def run_probe_command(
     assume_yes: bool,
     idle_wait_s: float,
     ask: Callable[[str], str] = input,
+    **waits: float,
 ) -> str:
     """Probe the server; write ``--json``; return the table and a summary.
+
+    ``waits`` overrides :class:`~pipecat_waves.probe.ProbeConfig`'s waits
+    (``settle_s``, ``pause_s``, ``quiet_close_s``), for a server on loopback.
 
     Raises:
         CliError: No server was named, the user said no, the server cannot
@@ -86,7 +90,7 @@ async def run_probe_command(
         if not assume_yes and not confirm(ask):
             raise CliError("probe not run (not confirmed); add --yes to skip the question")
         await check_reachable(endpoint)
-        config = ProbeConfig(endpoint.ws_base, endpoint.api_key, idle_wait_s=idle_wait_s)
+        config = ProbeConfig(endpoint.ws_base, endpoint.api_key, idle_wait_s=idle_wait_s, **waits)
         try:
             report = await run_probe(config)
         except Exception as e:

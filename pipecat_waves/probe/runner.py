@@ -33,6 +33,8 @@ from pipecat_waves.protocol.requests import (
 
 #: A voice that gives word timestamps on the live API.
 PROBE_VOICE = "avery"
+#: The voice for each model's timing check (the pro model's default voice for it).
+MODEL_VOICES = {"lightning_v3.1": PROBE_VOICE, "lightning_v3.1_pro": "meher"}
 #: Sample rate of every check but the chunk-size one.
 PROBE_RATE = 16000
 
@@ -55,7 +57,7 @@ CANCEL_TEXT = (
 QUIET_CLOSE = "All done here."
 BAD_VOICE = "Bad voice."
 BAD_FIELD = "Bad field."
-CHUNK_TEXT = "Hello, this is a chunk size test."
+CHUNK_TEXT = "Chunk size test."
 
 
 def probe_texts() -> list[str]:
@@ -217,7 +219,8 @@ class ProbeRunner:
     def _params(rate: int = PROBE_RATE, model: str | None = None) -> VoiceParams:
         if model is None:
             return VoiceParams(PROBE_VOICE, sample_rate=rate, word_timestamps=True)
-        return VoiceParams(PROBE_VOICE, model=model, sample_rate=rate, word_timestamps=True)
+        voice = MODEL_VOICES.get(model, PROBE_VOICE)
+        return VoiceParams(voice, model=model, sample_rate=rate, word_timestamps=True)
 
     def _fragment(self, text: str, context_id: str, more: bool, **kw: Any) -> dict[str, Any]:
         # Once the server is known to honour it, completes are not held back.

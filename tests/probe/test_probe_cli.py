@@ -80,6 +80,9 @@ async def test_probe_writes_a_file_that_serve_like_reads(tmp_path):
             json_path=target,
             assume_yes=True,
             idle_wait_s=0,
+            settle_s=0.2,
+            pause_s=0.5,
+            quiet_close_s=0.3,
         )
     report = ProbeReport.from_json(json.loads(target.read_text()))
     assert out.startswith(report.table())
@@ -117,3 +120,8 @@ def test_serve_like_is_the_recorded_behaviour(tmp_path: Path) -> None:
     path = tmp_path / "like.json"
     path.write_text(json.dumps(data))
     assert behaviour_from_file(path) == ServerBehaviour(error_shape="nested")
+
+
+def test_readme_states_the_characters_the_probe_sends() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert f"states the characters it sends ({probe_characters()})" in readme

@@ -24,7 +24,7 @@ KEY = "probe-test-key"
 FAST = {"settle_s": 0.2, "pause_s": 0.6, "idle_wait_s": 2.5, "quiet_close_s": 0.3}
 
 #: Paced audio, so a cancel finds a segment still streaming (not a probed switch).
-PACED = {"chunk_interval_ms": 10}
+PACED = {"chunk_interval_ms": 5}
 
 CASES: dict[str, dict[str, Any]] = {
     "strictest defaults": {},
