@@ -2,22 +2,25 @@
 
 ``pipecat-waves say "text" -o out.wav`` speaks text into a WAV file,
 ``pipecat-waves voices`` lists the voices, ``pipecat-waves demo`` runs a short
-spoken conversation with a barge-in, and ``pipecat-waves serve`` runs the local
-Waves-compatible server. ``say``, ``voices`` and ``demo`` use the Waves API when
-``WAVES_API_KEY`` (or ``SMALLEST_API_KEY``) is set, and an embedded local server
-with an offline voice otherwise.
+spoken conversation with a barge-in, ``pipecat-waves probe`` checks how a
+server answers the protocol's open points, and ``pipecat-waves serve`` runs the
+local Waves-compatible server (``--like FILE`` makes it answer as a probed one).
+``say``, ``voices`` and ``demo`` use the Waves API when ``WAVES_API_KEY`` (or
+``SMALLEST_API_KEY``) is set, and an embedded local server with an offline voice
+otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import errno
 import signal
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipecat_waves import __version__
 from pipecat_waves.commands import (
@@ -42,6 +45,9 @@ from pipecat_waves.protocol.constants import (
 )
 from pipecat_waves.server.backends import SpeechBackend
 
+if TYPE_CHECKING:
+    from pipecat_waves.server.behaviour import ServerBehaviour
+
 #: First environment variable read when ``--api-key`` is not given.
 API_KEY_ENV = API_KEY_ENVS[0]
 
@@ -62,6 +68,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_say(commands)
     _add_voices(commands)
+    _add_probe(commands)
     demo = commands.add_parser(
         "demo", help="speak a short conversation with a barge-in into a WAV file"
     )
@@ -85,10 +92,15 @@ def _build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--complete-backoff-ms",
         type=float,
-        default=DOCUMENTED_COMPLETE_BACKOFF_MS,
         metavar="MS",
         help="how long each 'complete' is held back when a request does not say "
-        "(default: %(default)g, as documented; 0 suits clients that wait for it)",
+        f"(default: {DOCUMENTED_COMPLETE_BACKOFF_MS}, as documented, or what --like "
+        "recorded; 0 suits clients that wait for it)",
+    )
+    serve.add_argument(
+        "--like",
+        metavar="FILE",
+        help="answer as the server a 'pipecat-waves probe --json FILE' recorded",
     )
     serve.add_argument(
         "--voice-model",
@@ -149,6 +161,47 @@ def _add_voices(commands: Any) -> None:
     _add_endpoint_options(voices)
 
 
+def _add_probe(commands: Any) -> None:
+    probe = commands.add_parser(
+        "probe", help="check how a Waves server answers the protocol's open points"
+    )
+    probe.add_argument(
+        "--api-key", help="Waves API key (default: $WAVES_API_KEY, then $SMALLEST_API_KEY)"
+    )
+    probe.add_argument(
+        "--base-url",
+        help="server origin (default: wss://api.smallest.ai); "
+        "ws://127.0.0.1:8765 probes a 'pipecat-waves serve'",
+    )
+    probe.add_argument("--yes", action="store_true", help="run without asking first")
+    probe.add_argument(
+        "--json", metavar="FILE", help="also write the findings as JSON (for 'serve --like')"
+    )
+    probe.add_argument(
+        "--idle-wait",
+        type=float,
+        default=65.0,
+        metavar="S",
+        help="longest wait for the default idle timeout; 0 skips that check (default: %(default)g)",
+    )
+    add_verbosity(probe)
+
+
+def _run_probe(args: argparse.Namespace) -> int:
+    from pipecat_waves.probe.command import run_probe_command
+
+    return _report(
+        lambda: run_probe_command(
+            api_key=api_key_from(args.api_key),
+            base_url=args.base_url,
+            json_path=Path(args.json) if args.json else None,
+            assume_yes=args.yes,
+            idle_wait_s=args.idle_wait,
+        ),
+        verbosity=args.verbose,
+    )
+
+
 def _run_say(args: argparse.Namespace) -> int:
     from pipecat_waves.commands import Progress, SayRequest, run_say
 
@@ -206,11 +259,9 @@ async def _serve(
     port: int,
     api_key: str | None,
     backend: SpeechBackend,
-    complete_backoff_ms: float = DOCUMENTED_COMPLETE_BACKOFF_MS,
+    behaviour: ServerBehaviour | None = None,
 ) -> None:
-    from pipecat_waves.server import LocalWavesServer, ServerBehaviour
-
-    behaviour = ServerBehaviour(complete_delay_ms=complete_backoff_ms)
+    from pipecat_waves.server import LocalWavesServer
 
     async with LocalWavesServer(
         api_key, backend=backend, host=host, port=port, behaviour=behaviour
@@ -244,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_voices(args)
         if args.command == "demo":
             return _run_demo(args)
+        if args.command == "probe":
+            return _run_probe(args)
         return _run_serve(args)
     except KeyboardInterrupt:
         # Ctrl-C outside the event loop (while Pipecat or Piper is loading).
@@ -300,17 +353,40 @@ def _serve_backend(args: argparse.Namespace) -> SpeechBackend:
     return backend
 
 
+def _serve_behaviour(args: argparse.Namespace) -> ServerBehaviour:
+    """The switches: recorded by a probe (``--like``), else the strict defaults.
+
+    Raises:
+        CliError: The ``--like`` file cannot be used; the message names the fix.
+    """
+    from pipecat_waves.server import ServerBehaviour
+
+    behaviour = ServerBehaviour()
+    if args.like:
+        from pipecat_waves.probe.command import behaviour_from_file
+
+        behaviour = behaviour_from_file(Path(args.like))
+    if args.complete_backoff_ms is not None:
+        behaviour = dataclasses.replace(behaviour, complete_delay_ms=args.complete_backoff_ms)
+    return behaviour
+
+
 def _run_serve(args: argparse.Namespace) -> int:
     api_key, problem = _serve_key(args)
-    if problem is None and not 0 <= args.complete_backoff_ms <= MAX_COMPLETE_BACKOFF_MS:
+    backoff = args.complete_backoff_ms
+    if problem is None and backoff is not None and not 0 <= backoff <= MAX_COMPLETE_BACKOFF_MS:
         problem = f"--complete-backoff-ms must be between 0 and {MAX_COMPLETE_BACKOFF_MS}"
     if problem is not None:
         return _fail(problem, 2)
+    try:
+        behaviour = _serve_behaviour(args)
+    except CliError as e:
+        return _fail(str(e), 2)
     with command_logs(args.verbose, default_level="WARNING"):
         try:
             backend = _serve_backend(args)
             run_interruptible(
-                _serve(args.host, args.port, api_key, backend, args.complete_backoff_ms),
+                _serve(args.host, args.port, api_key, backend, behaviour),
                 stop_signals=(signal.SIGINT, signal.SIGTERM),
             )
         except CliError as e:

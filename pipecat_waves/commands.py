@@ -421,6 +421,16 @@ async def _connect(endpoint: Endpoint) -> Any:
         raise _unreachable_error(endpoint, origin, e.detail or str(e)) from None
 
 
+async def check_reachable(endpoint: Endpoint) -> None:
+    """Open and close the live socket once, so a refusal is explained up front.
+
+    Raises:
+        CliError: The server is unreachable or refuses the key.
+    """
+    ws = await _connect(endpoint)
+    await ws.close()
+
+
 async def _speak_piece(
     ws: Any, piece: str, params: VoiceParams, request: SayRequest, on_audio: Any, endpoint: Endpoint
 ) -> bytes:

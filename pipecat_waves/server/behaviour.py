@@ -7,11 +7,14 @@ server reads them when it needs them) to prove a client copes with all of them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, Literal
 
 from pipecat_waves.protocol.constants import DEFAULT_IDLE_TIMEOUT_S, DOCUMENTED_COMPLETE_BACKOFF_MS
 from pipecat_waves.protocol.continuation import DEFAULT_MIN_SENTENCE_CHARS, STRICT_MAX_CHUNK_CHARS
+
+if TYPE_CHECKING:
+    from pipecat_waves.probe.findings import ProbeReport
 
 
 @dataclass
@@ -142,3 +145,44 @@ class ServerBehaviour:
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     split_odd_bytes: bool = False
     interleave_contexts: bool = False
+
+    @classmethod
+    def from_probe(cls, report: ProbeReport | dict[str, Any]) -> ServerBehaviour:
+        """The switches that make the local server answer as a probed server did.
+
+        Args:
+            report: A :class:`~pipecat_waves.probe.ProbeReport`, or the data
+                ``pipecat-waves probe --json`` wrote.
+
+        Returns:
+            The strict defaults, with every switch the probe could tell
+            replaced by what it saw. Points it could not tell (a complete
+            not held back hides coalescing, say) keep their defaults.
+
+        Raises:
+            ValueError: ``report`` is not a probe report, or holds a switch
+                value of the wrong type.
+        """
+        from pipecat_waves.probe.findings import ProbeReport
+
+        if not isinstance(report, ProbeReport):
+            report = ProbeReport.from_json(report)
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, value in report.switches().items():
+            if name not in known:
+                continue  # written by a newer probe: the server cannot do it yet
+            default = getattr(cls(), name)
+            if value is not None and default is not None and not _same_kind(value, default):
+                raise ValueError(f"probe report: switch {name!r} has the wrong type ({value!r})")
+            values[name] = value
+        return cls(**values)
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether a value read from JSON fits a field whose default is ``default``."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, int | float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default))

@@ -1,0 +1,71 @@
+"""The probe's reading of what it saw, on hand-made exchanges (pure logic)."""
+
+from __future__ import annotations
+
+from pipecat_waves.probe import findings as f
+from pipecat_waves.protocol import responses as rs
+
+RATE = 16000
+
+
+def chunk(rid: str, size: int = 3200, echo: str | None = None) -> rs.AudioChunk:
+    return rs.AudioChunk(rs.Envelope(request_id=rid, external_request_id=echo), b"\0" * size)
+
+
+def complete(rid: str, echo: str | None = None) -> rs.SegmentComplete:
+    return rs.SegmentComplete(rs.Envelope(request_id=rid, external_request_id=echo))
+
+
+def test_a_wrong_key_that_nobody_refuses_is_reported_as_such() -> None:
+    stayed_open = f.Exchange()
+    assert f.auth_finding(None, stayed_open).observed == "not refused"
+    assert f.auth_finding(None, stayed_open).switches == {}
+    closed = f.Exchange(closed_at=0.01, close_code=1008)
+    assert f.auth_finding(None, closed).switches == {"auth_failure": "close_after_upgrade"}
+    assert f.auth_finding(401, None).switches == {"auth_failure": "http_401"}
+
+
+def test_one_complete_for_two_held_back_replies_is_coalescing() -> None:
+    exchange = f.Exchange(
+        frames=[(0.0, chunk("a")), (0.01, chunk("b")), (1.02, complete("b"))],
+    )
+    rows = {x.point: x for x in f.one_shot_findings(exchange, RATE, ("one", "two"))}
+    assert rows["complete without complete_backoff_ms"].switches == {"complete_delay_ms": 1000}
+    assert rows["completes coalesced"].switches == {"coalesce_complete": True}
+    assert rows["request_id echo (one-shot)"].observed == "not echoed"
+
+
+def test_a_socket_closed_after_the_first_complete_hides_coalescing() -> None:
+    exchange = f.Exchange(
+        frames=[(0.0, chunk("a", echo="one")), (0.01, chunk("b")), (0.6, complete("a"))],
+        closed_at=0.61,
+        close_code=1000,
+    )
+    rows = {x.point: x for x in f.one_shot_findings(exchange, RATE, ("one", "two"))}
+    assert rows["socket after a one-shot complete"].observed == "closed"
+    assert rows["completes coalesced"].observed == "n/a"
+    assert rows["request_id echo (one-shot)"].switches == {"echo_external_request_id": True}
+
+
+def test_word_times_running_on_across_segments_are_context_relative() -> None:
+    def word(rid: str, start: float) -> rs.WordTimestamp:
+        return rs.WordTimestamp(rs.Envelope(request_id=rid), "w", start, start + 0.1)
+
+    # The first segment holds 0.5 s of audio; the second's first word starts there.
+    ctx = f.Exchange(frames=[(0, chunk("a", 16000)), (0, word("a", 0.0)), (1, word("b", 0.52))])
+    seg = f.Exchange(frames=[(0, chunk("a", 16000)), (0, word("a", 0.0)), (1, word("b", 0.02))])
+    assert f.word_time_finding([("x", ctx)], RATE).observed == "context"
+    assert f.word_time_finding([("x", seg)], RATE).observed == "segment"
+    assert f.word_time_finding([("x", f.Exchange())], RATE).observed == "unknown"
+
+
+def test_error_shapes_are_read_from_the_frame_as_sent() -> None:
+    error = rs.ServerError(rs.Envelope(), "bad", "INVALID_VOICE")
+    for raw, shape in [
+        ({"status": "error", "message": "bad"}, "flat"),
+        ({"status": "error", "error": {"code": "X", "message": "bad"}}, "nested"),
+        ({"status": "error", "message": "bad", "error": {"code": "X", "message": "bad"}}, "both"),
+    ]:
+        exchange = f.Exchange(frames=[(0.0, error)], raw_errors=[raw])
+        assert f.error_finding("bad voice", exchange).switches == {"error_shape": shape}
+    assert f.error_finding("bad voice", f.Exchange()).observed == "none"
