@@ -10,11 +10,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["WavesTTSService", "WavesTTSSettings", "language_to_waves_language"]
+__all__ = [
+    "ServerTraits",
+    "WavesTTSService",
+    "WavesTTSSettings",
+    "language_to_waves_language",
+]
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from pipecat_waves.language import language_to_waves_language
+    from pipecat_waves.protocol.traits import ServerTraits
     from pipecat_waves.tts import WavesTTSService, WavesTTSSettings
 
 
@@ -25,6 +31,10 @@ def __getattr__(name: str) -> Any:
         from pipecat_waves import tts
 
         return getattr(tts, name)
+    if name == "ServerTraits":
+        from pipecat_waves.protocol.traits import ServerTraits
+
+        return ServerTraits
     if name == "language_to_waves_language":
         from pipecat_waves.language import language_to_waves_language
 

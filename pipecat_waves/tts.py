@@ -41,6 +41,7 @@ from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.backoff import backoff_s
 from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
+from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.resample import StreamResampler, wire_rate_for
 from pipecat_waves.settings_check import settings_problem
 
@@ -149,6 +150,7 @@ class WavesTTSService(TTSService):
         stall_timeout_s: float = 4.0,
         open_timeout_s: float = 10.0,
         reconnect_backoff_s: tuple[float, float] = (0.1, 5.0),
+        server_traits: ServerTraits | None = None,
         **kwargs: Any,
     ):
         """Create the service.
@@ -190,6 +192,13 @@ class WavesTTSService(TTSService):
                 and its unfinished text is sent again on a new one.
             open_timeout_s: Limit on one connection attempt.
             reconnect_backoff_s: First and largest wait between attempts.
+            server_traits: What is already known of the server, so it need not
+                be learned again: ``ServerTraits.from_file("probe.json")`` for
+                what ``pipecat-waves probe --json`` recorded, or an earlier
+                service's :attr:`server_traits`. Known refusals of pings and
+                of ``complete_backoff_ms`` are never sent; a known idle
+                timeout shorter than ``idle_timeout_s`` sets the keep-alive.
+                A wrong trait costs what learning costs, never a word.
             **kwargs: Passed to Pipecat's ``TTSService``.
 
         Raises:
@@ -255,14 +264,20 @@ class WavesTTSService(TTSService):
                 else SENTENCE_MODE_BUFFER_DELAY_MS
             )
         )
+        traits = server_traits or ServerTraits()
+        # A server that closes idle sockets sooner than asked is pinged for
+        # what it does, not for what the URL asks.
+        closes_idle_after_s = min(
+            idle_timeout_s, traits.idle_timeout_for(idle_timeout_s) or idle_timeout_s
+        )
         self._session_config = sn.SessionConfig(
             tail_guard_s=turn_end_guard_s,
-            keepalive_interval_s=max(1.0, idle_timeout_s / 3),
+            keepalive_interval_s=max(1.0, closes_idle_after_s / 3),
             stall_probe_s=stall_timeout_s / 2,
             pong_timeout_s=stall_timeout_s / 2,
             spare_connections=1 if standby_connection else 0,
         )
-        self._session = sn.WavesSession(self._session_config)
+        self._session = sn.WavesSession(self._session_config, traits)
         self._lanes: dict[int, LiveSocket] = {}
         self._lane_ids = itertools.count(1)
         self._connect_tasks: set[asyncio.Task] = set()
@@ -286,6 +301,15 @@ class WavesTTSService(TTSService):
     def __repr__(self) -> str:
         # The key is deliberately absent.
         return f"<{type(self).__name__} {self._url}>"
+
+    @property
+    def server_traits(self) -> ServerTraits:
+        """What the service knows of the server now: what it was given, and what it learned.
+
+        Hand it to the next service for the same account (the next call of a
+        bot, say) so that one starts without relearning.
+        """
+        return self._session.traits()
 
     def can_generate_metrics(self) -> bool:
         """Whether TTFB and usage metrics are produced: they are."""

@@ -56,6 +56,9 @@ class KeepAlive:
         self.interval_s = interval_s
         #: ``None`` until the server has answered a ping one way or the other.
         self.ping_supported: bool | None = None
+        #: How long an idle socket lasted when the server closed it sooner than
+        #: our ping interval (so sooner than asked); None if that never happened.
+        self.closed_early_after_s: float | None = None
 
     @property
     def may_ping(self) -> bool:
@@ -91,5 +94,6 @@ class KeepAlive:
         """
         if idle_for_s >= self.interval_s:
             return False
+        self.closed_early_after_s = idle_for_s
         self.interval_s = max(MIN_INTERVAL_S, idle_for_s / 2)
         return True

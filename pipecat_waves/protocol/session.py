@@ -37,6 +37,7 @@ from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
 from pipecat_waves.protocol.keepalive import KeepAlive, complains_of_ping, is_idle_timeout
 from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
 from pipecat_waves.protocol.text import split_at_words
+from pipecat_waves.protocol.traits import ServerTraits
 
 #: Gaps remembered for the no-timestamp turn-end guard.
 GAP_MEMORY = 32
@@ -296,8 +297,19 @@ class WavesSession:
     outputs the I/O shell must act on, in order.
     """
 
-    def __init__(self, config: SessionConfig | None = None) -> None:
+    def __init__(
+        self, config: SessionConfig | None = None, traits: ServerTraits | None = None
+    ) -> None:
+        """Start a session.
+
+        Args:
+            config: Timing; the defaults suit the documented server.
+            traits: What is already known of the server (a probe report or
+                an earlier session's :meth:`traits`). Each known point skips
+                a step of learning; see :mod:`pipecat_waves.protocol.traits`.
+        """
         self.config = config or SessionConfig()
+        self._given_traits = traits or ServerTraits()
         self._replies: dict[str, _ReplyInfo] = {}
         self._by_wire: dict[str, _ReplyInfo] = {}
         self._conns: dict[int, _Conn] = {}
@@ -309,11 +321,38 @@ class WavesSession:
         # Cleared for good once a server refuses the field (some refuse the
         # legacy buffering fields beside a context_id).
         self._send_complete_backoff = True
+        self._apply_traits(self._given_traits)
         self._outage_since: float | None = None  # a reply waits and no connection is open
         # Replies that failed, so text still arriving for them starts nothing.
         self._failed: deque[str] = deque(maxlen=GAP_MEMORY)
 
+    def _apply_traits(self, traits: ServerTraits) -> None:
+        # Only knowledge whose being wrong costs no more than learning it is
+        # used: a known ping refusal (a wrong one only loses keep-alive, and
+        # idle closes are routine) and a known complete_backoff_ms refusal (a
+        # wrong one only leaves completes held back, which nothing waits on).
+        # "Pings answered" is not taken on trust: a refusal of a ping believed
+        # answered could not be told from a reply's error.
+        if traits.answers_pings is False:
+            self._keepalive.ping_refused()
+        if traits.complete_backoff_with_context == "refuse":
+            self._send_complete_backoff = False
+
     # ----------------------------------------------------------------- queries
+
+    def traits(self) -> ServerTraits:
+        """What is known of the server now: what was given, updated by what it showed.
+
+        Pass it to a later session (``WavesTTSService(server_traits=...)``) so
+        that it need not learn the same things again.
+        """
+        learned = ServerTraits(
+            answers_pings=self._keepalive.ping_supported,
+            complete_backoff_with_context=None if self._send_complete_backoff else "refuse",
+            idle_timeout_s=self._keepalive.closed_early_after_s,
+            honours_timeout_query=False if self._keepalive.closed_early_after_s else None,
+        )
+        return self._given_traits.merged(learned)
 
     def connection_state(self, conn: int) -> ConnState | None:
         """State of ``conn``, or None once it is gone."""

@@ -1,8 +1,9 @@
 """The real Waves API keeps the contract the local tests hold the client to.
 
 Run with ``pytest -m live -rs`` and ``WAVES_API_KEY`` set. The probe's checks
-run once (about 650 characters); the pipeline tests speak a few short replies
-with ``WavesTTSService`` and assert the same invariants as the local tests:
+run once (about 650 characters) and their traits start a service; the pipeline
+tests speak a few short replies with ``WavesTTSService`` and assert the same
+invariants as the local tests:
 audio streams, words come back in order, back-to-back replies never mix, and
 nothing of an interrupted reply is heard after the interruption.
 """
@@ -23,7 +24,7 @@ from pipecat.frames.frames import (
 )
 from pipecat.tests.utils import SleepFrame
 
-from pipecat_waves import WavesTTSService
+from pipecat_waves import ServerTraits, WavesTTSService
 from pipecat_waves.probe import ProbeConfig, probe_characters, run_probe
 from pipecat_waves.protocol.constants import DEFAULT_BASE_URL, SAMPLE_RATES
 from tests.service.helpers import contexts_in_order, llm_turn, run, split_at_interruption
@@ -68,6 +69,23 @@ async def test_probe_answers_every_point(api_key: str) -> None:
     for point in ("one long sentence", "several sentences at once", "one sentence per fragment"):
         assert rows[point] != "0 segment(s)"
     assert api_key not in report.table()
+
+    # What the probe saw starts a service, which must agree with what it meets.
+    traits = ServerTraits.from_probe(report)
+    reply = "Good, the probe and the service agree."
+    service = WavesTTSService(
+        api_key=api_key,
+        sample_rate=RATE,
+        settings=WavesTTSService.Settings(voice=VOICE),
+        server_traits=traits,
+    )
+    down, up = await run(service, llm_turn(reply))
+    no_errors(down, up)
+    assert words(down) == reply.split()
+    met = service.server_traits
+    assert met.complete_backoff_with_context == traits.complete_backoff_with_context
+    if traits.answers_pings is not None and met.answers_pings is not None:
+        assert met.answers_pings == traits.answers_pings
 
 
 async def test_streaming_reply_is_heard_word_for_word(api_key: str) -> None:

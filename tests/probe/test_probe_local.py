@@ -16,6 +16,7 @@ import pytest
 
 from pipecat_waves.probe import ProbeConfig, ProbeReport, probe_characters, run_probe
 from pipecat_waves.probe.runner import LONG_SENTENCE, PER_FRAGMENT, probe_texts
+from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend
 
 KEY = "probe-test-key"
@@ -123,6 +124,13 @@ async def test_probe_reports_the_switches_set(serve: Any, switches: dict[str, An
     if behaviour.idle_timeout_s > FAST["idle_wait_s"]:
         assert "idle_timeout_s" not in found
     assert_cuts(report, behaviour)
+    # What the service is handed from the report (WavesTTSService(server_traits=...)).
+    traits = ServerTraits.from_probe(report)
+    assert traits.answers_pings is behaviour.ping_supported
+    assert traits.complete_backoff_with_context == expected.get("complete_backoff_with_context")
+    # The local server honours ?timeout=; a 1 s default hides that.
+    assert traits.honours_timeout_query is (None if behaviour.idle_timeout_s < 1.5 else True)
+    assert traits.idle_timeout_s == expected.get("idle_timeout_s")
     if not switches:
         assert_strictest_table(report)
 

@@ -1,0 +1,201 @@
+"""What is known of a server: read from a probe report or a file, merged, used by the session."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipecat_waves.probe.findings import Finding, ProbeReport
+from pipecat_waves.protocol import responses as rs
+from pipecat_waves.protocol import session as sn
+from pipecat_waves.protocol.traits import ServerTraits
+from tests.protocol.test_session import PARAMS, error, make_session, ready, say, sends
+
+
+def report(*findings: Finding) -> ProbeReport:
+    return ProbeReport("ws://127.0.0.1:1", 569, list(findings))
+
+
+PING_REFUSED = Finding("ping answered", "no pong", "error: x", {"ping_supported": False})
+PING_ANSWERED = Finding("ping answered", "pong", "pong after 1 ms", {"ping_supported": True})
+BACKOFF_REFUSED = Finding(
+    "complete_backoff_ms: 0 with context_id",
+    "refused",
+    "error: no",
+    {"complete_backoff_with_context": "refuse"},
+)
+IDLE_30 = Finding("idle timeout (default)", "closed after 30 s", "", {"idle_timeout_s": 30})
+QUERY_HONOURED = Finding(
+    "idle timeout with ?timeout=1", "closed after 1 s", "?timeout=1; 1004 ms", {}
+)
+QUERY_IGNORED = Finding(
+    "idle timeout with ?timeout=1", "open after 3 s", "?timeout=1; not waited longer", {}
+)
+
+
+# ---------------------------------------------------------------- reading
+
+
+def test_a_probe_report_gives_each_point_it_could_tell():
+    traits = ServerTraits.from_probe(report(PING_REFUSED, BACKOFF_REFUSED, IDLE_30, QUERY_IGNORED))
+    assert traits == ServerTraits(
+        answers_pings=False,
+        complete_backoff_with_context="refuse",
+        idle_timeout_s=30.0,
+        honours_timeout_query=False,
+    )
+
+
+def test_points_a_probe_did_not_tell_stay_unknown():
+    assert ServerTraits.from_probe(report()) == ServerTraits()
+    traits = ServerTraits.from_probe(
+        report(PING_ANSWERED, Finding("complete_backoff_ms: 0 with context_id", "n/a", "", {}))
+    )
+    assert traits == ServerTraits(answers_pings=True)
+
+
+def test_a_timeout_query_honoured_or_not():
+    assert ServerTraits.from_probe(report(QUERY_HONOURED)).honours_timeout_query is True
+    assert ServerTraits.from_probe(report(QUERY_IGNORED)).honours_timeout_query is False
+    late = Finding("idle timeout with ?timeout=1", "closed after 2 s", "?timeout=1; 2480 ms", {})
+    assert ServerTraits.from_probe(report(late)).honours_timeout_query is False
+    # A default as short as what was asked cannot tell the query apart.
+    short = Finding("idle timeout (default)", "closed after 1 s", "", {"idle_timeout_s": 1})
+    assert ServerTraits.from_probe(report(short, QUERY_HONOURED)).honours_timeout_query is None
+
+
+def test_traits_round_trip_through_json_and_files(tmp_path):
+    traits = ServerTraits(answers_pings=False, complete_backoff_with_context="ignore")
+    assert ServerTraits.from_json(traits.to_json()) == traits
+    path = tmp_path / "traits.json"
+    path.write_text(json.dumps(traits.to_json()))
+    assert ServerTraits.from_file(path) == traits
+    probe_file = tmp_path / "probe.json"
+    probe_file.write_text(json.dumps(report(PING_REFUSED, BACKOFF_REFUSED).to_json()))
+    assert ServerTraits.from_file(probe_file) == ServerTraits(
+        answers_pings=False, complete_backoff_with_context="refuse"
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "names"),
+    [
+        ([], "JSON object"),
+        ({"answer_pings": True}, "unknown server trait(s) answer_pings"),
+        ({"answers_pings": "yes"}, "answers_pings must be true, false or null"),
+        ({"idle_timeout_s": "60"}, "idle_timeout_s must be a number"),
+        ({"idle_timeout_s": 0}, "idle_timeout_s must be above 0"),
+        ({"complete_backoff_with_context": "drop"}, "'apply', 'ignore', 'refuse' or None"),
+        ({"findings": "none"}, "not a probe report"),
+    ],
+)
+def test_malformed_traits_are_refused_with_what_is_wrong(data, names):
+    with pytest.raises(ValueError) as caught:
+        ServerTraits.from_json(data)
+    assert names in str(caught.value)
+
+
+def test_a_missing_or_broken_file_names_the_file_and_the_problem(tmp_path):
+    with pytest.raises(ValueError) as caught:
+        ServerTraits.from_file(tmp_path / "nope.json")
+    assert "nope.json" in str(caught.value) and "No such file" in str(caught.value)
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError) as caught:
+        ServerTraits.from_file(broken)
+    assert "broken.json" in str(caught.value) and "is not JSON" in str(caught.value)
+
+
+def test_idle_timeout_for_a_requested_timeout():
+    assert ServerTraits().idle_timeout_for(60) == 60
+    assert ServerTraits(idle_timeout_s=30).idle_timeout_for(60) == 60
+    assert ServerTraits(idle_timeout_s=30, honours_timeout_query=False).idle_timeout_for(60) == 30
+    assert ServerTraits(idle_timeout_s=30).idle_timeout_for(None) == 30
+
+
+def test_merging_takes_every_point_the_newer_traits_know():
+    older = ServerTraits(answers_pings=True, idle_timeout_s=60)
+    newer = ServerTraits(answers_pings=False, complete_backoff_with_context="refuse")
+    assert older.merged(newer) == ServerTraits(
+        answers_pings=False, complete_backoff_with_context="refuse", idle_timeout_s=60
+    )
+    assert older.merged(ServerTraits()) == older
+
+
+# ------------------------------------------------------- used by the session
+
+
+def traits_session(traits: ServerTraits) -> sn.WavesSession:
+    return sn.WavesSession(sn.SessionConfig(sample_rate=PARAMS.sample_rate), traits)
+
+
+def test_a_known_complete_backoff_refusal_means_the_field_is_never_sent():
+    s = traits_session(ServerTraits(complete_backoff_with_context="refuse"))
+    ready(s)
+    msgs = sends(say(s, "r", "Hello there."))
+    assert msgs and all("complete_backoff_ms" not in m for m in msgs)
+    assert all(m["context_id"] == "r" for m in msgs), "the first context is the only one"
+
+
+@pytest.mark.parametrize("backoff", ["apply", "ignore", None])
+def test_other_known_readings_still_ask_for_no_hold_back(backoff):
+    s = traits_session(ServerTraits(complete_backoff_with_context=backoff))
+    ready(s)
+    assert [m["complete_backoff_ms"] for m in sends(say(s, "r", "Hello there."))] == [0, 0]
+
+
+def test_a_known_ping_refusal_means_no_ping_is_ever_sent():
+    s = traits_session(ServerTraits(answers_pings=False))
+    out = s.start()
+    for conn in (1, 2):
+        out += s.connection_opened(conn, 0.0)
+    out += s.poll(500.0)
+    assert {"type": "ping"} not in sends(out)
+
+
+def test_pings_believed_answered_are_still_checked_and_a_refusal_is_still_learned():
+    s = traits_session(ServerTraits(answers_pings=True))
+    ready(s, pings=False)  # asserts the first ping still goes out
+    assert s.keepalive.ping_supported is False
+    assert s.traits().answers_pings is False, "what the server did wins over the hint"
+
+
+def test_a_wrong_refusal_hint_costs_the_hold_back_not_a_word():
+    # The hint says the field is refused; this server would have applied it.
+    s = traits_session(ServerTraits(complete_backoff_with_context="refuse"))
+    ready(s)
+    msgs = sends(say(s, "r", "Hi."))
+    assert [m["text"] for m in msgs] == ["Hi.", ""], "the whole text goes, once"
+
+
+def test_what_a_session_learns_comes_back_as_traits():
+    s = make_session(keepalive_interval_s=20.0)
+    assert s.traits() == ServerTraits()
+    ready(s, pings=False)
+    say(s, "r", "Hello there.")
+    s.receive(1, error("'complete_backoff_ms' cannot be combined with 'context_id'"), 0.1)
+    s.receive(2, error("Connection timed out after 8 seconds of inactivity"), 8.0)
+    s.connection_lost(2, 8.0)
+    assert s.traits() == ServerTraits(
+        answers_pings=False,
+        complete_backoff_with_context="refuse",
+        idle_timeout_s=8.0,
+        honours_timeout_query=False,
+    )
+    # A later session handed those traits starts where this one finished.
+    later = traits_session(s.traits())
+    later.start()
+    out = later.connection_opened(1, 0.0)
+    out += later.send_text("q", "Next.", PARAMS, 0.0, max_buffer_delay_ms=0)
+    assert sends(out) and all("complete_backoff_ms" not in m for m in sends(out))
+    assert {"type": "ping"} not in sends(out)
+
+
+def test_given_traits_are_kept_where_the_session_learned_nothing():
+    given = ServerTraits(answers_pings=True, idle_timeout_s=45.0)
+    s = traits_session(given)
+    assert s.traits() == given
+    ready(s)
+    s.receive(1, rs.Pong(), 0.1)
+    assert s.traits() == given
