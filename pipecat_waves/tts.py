@@ -195,10 +195,12 @@ class WavesTTSService(TTSService):
             server_traits: What is already known of the server, so it need not
                 be learned again: ``ServerTraits.from_file("probe.json")`` for
                 what ``pipecat-waves probe --json`` recorded, or an earlier
-                service's :attr:`server_traits`. Known refusals of pings and
-                of ``complete_backoff_ms`` are never sent; a known idle
-                timeout shorter than ``idle_timeout_s`` sets the keep-alive.
-                A wrong trait costs what learning costs, never a word.
+                service's :attr:`server_traits`. A known refusal of
+                ``complete_backoff_ms`` beside a context means it is never
+                sent; a known idle timeout that ``?timeout=`` does not change
+                (``honours_timeout_query=False``) sets the keep-alive when it
+                is shorter than ``idle_timeout_s``. A wrong trait costs what
+                learning costs, never a word.
             **kwargs: Passed to Pipecat's ``TTSService``.
 
         Raises:

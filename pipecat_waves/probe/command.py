@@ -97,7 +97,12 @@ async def run_probe_command(
             raise CliError(f"the probe stopped: {type(e).__name__}: {e}; try again") from None
     if json_path is not None:
         write_report(json_path, report)
-    written = f"; wrote {json_path} (use it with 'pipecat-waves serve --like')" if json_path else ""
+    written = (
+        f"; wrote {json_path} (use it with 'pipecat-waves serve --like', or in a bot with "
+        f"WavesTTSService(server_traits=ServerTraits.from_file({str(json_path)!r})))"
+        if json_path
+        else ""
+    )
     return f"{report.table()}\n\n{report.characters} characters sent{written}"
 
 

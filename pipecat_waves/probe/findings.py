@@ -167,9 +167,14 @@ class ProbeReport:
             raise ValueError("not a probe report (no 'findings' list)")
         try:
             findings = [Finding.from_json(f) for f in data["findings"]]
-        except (KeyError, TypeError, AttributeError) as e:
+        except (KeyError, TypeError, AttributeError, ValueError) as e:
             raise ValueError(f"a finding of the probe report is malformed ({e})") from None
-        return cls(str(data.get("server", "")), int(data.get("characters", 0)), findings)
+        characters = data.get("characters", 0)
+        if isinstance(characters, bool) or not isinstance(characters, int):
+            raise ValueError(
+                f"probe report: 'characters' must be a whole number, not {characters!r}"
+            )
+        return cls(str(data.get("server", "")), characters, findings)
 
     def table(self) -> str:
         """The findings as one aligned, plain-text table."""
@@ -269,10 +274,18 @@ def idle_finding(point: str, asked: str, closed_at: float | None, waited_s: floa
         )
     switches: dict[str, Any] = {}
     if asked == "no ?timeout=":
-        switches = {"idle_timeout_s": round(closed_at, 1) if closed_at < 1 else round(closed_at)}
+        # Never 0: a socket closed within 50 ms still lasted some time.
+        shown = max(0.1, round(closed_at, 1)) if closed_at < 1 else round(closed_at)
+        switches = {"idle_timeout_s": shown}
     return Finding(
         point, f"closed after {shown_seconds(closed_at)}", f"{asked}; {ms(closed_at)}", switches
     )
+
+
+def idle_refused_finding(point: str, asked: str, status: int | None) -> Finding:
+    """An idle check whose socket was refused at the upgrade."""
+    how = f"HTTP {status}" if status is not None else "no HTTP status"
+    return Finding(point, f"refused at the upgrade ({how})", asked, {})
 
 
 def complete_delay(exchange: Exchange, rate: int) -> float | None:

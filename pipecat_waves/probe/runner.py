@@ -438,17 +438,31 @@ class ProbeRunner:
         if self.config.idle_wait_s > 0:
             cases.append(("idle timeout (default)", None, self.config.idle_wait_s))
         results = await asyncio.gather(*(self._idle(q, wait) for _, q, wait in cases))
-        return [
-            f.idle_finding(point, "no ?timeout=" if q is None else f"?timeout={q}", closed, wait)
-            for (point, q, wait), closed in zip(cases, results, strict=True)
-        ]
+        found = []
+        for (point, q, wait), closed in zip(cases, results, strict=True):
+            asked = "no ?timeout=" if q is None else f"?timeout={q}"
+            if isinstance(closed, WavesConnectError):
+                found.append(f.idle_refused_finding(point, asked, closed.status))
+            else:
+                found.append(f.idle_finding(point, asked, closed, wait))
+        return found
 
-    async def _idle(self, query_timeout: str | None, wait_s: float) -> float | None:
-        async with self._check(query_timeout=query_timeout) as check:
+    async def _idle(
+        self, query_timeout: str | None, wait_s: float
+    ) -> float | WavesConnectError | None:
+        # A refused upgrade (an out-of-range ?timeout= answered with HTTP 400,
+        # say) is a finding, not the end of the probe.
+        try:
+            check = await self._open(query_timeout=query_timeout)
+        except WavesConnectError as e:
+            return e
+        try:
             deadline = time.monotonic() + wait_s
             while (left := deadline - time.monotonic()) > 0:
                 if not await check.next_frame(left) and check.exchange.closed_at is not None:
                     break
+        finally:
+            await check.ws.close()
         return check.exchange.closed_at
 
 

@@ -51,6 +51,9 @@ RETRY_LARGEST_S = 2.0
 #: Error code of a reply given up after losing its connection too often.
 CONNECTION_LOST = "CONNECTION_LOST"
 
+#: An idle socket closed sooner than this is not taken for the server's idle timeout.
+MIN_IDLE_TIMEOUT_TRAIT_S = 2.0
+
 #: ``complete_backoff_ms`` we ask for: a ``complete`` held back (4 s by the
 #: documented default) keeps the context's concurrency slot and delays the
 #: proof that a reply's last segment is over, so none is wanted.
@@ -305,8 +308,9 @@ class WavesSession:
         Args:
             config: Timing; the defaults suit the documented server.
             traits: What is already known of the server (a probe report or
-                an earlier session's :meth:`traits`). Each known point skips
-                a step of learning; see :mod:`pipecat_waves.protocol.traits`.
+                an earlier session's :meth:`traits`); see :meth:`_apply_traits`
+                for what is acted on. The keep-alive interval, which a known
+                idle timeout sets, is the config's.
         """
         self.config = config or SessionConfig()
         self._given_traits = traits or ServerTraits()
@@ -327,14 +331,14 @@ class WavesSession:
         self._failed: deque[str] = deque(maxlen=GAP_MEMORY)
 
     def _apply_traits(self, traits: ServerTraits) -> None:
-        # Only knowledge whose being wrong costs no more than learning it is
-        # used: a known ping refusal (a wrong one only loses keep-alive, and
-        # idle closes are routine) and a known complete_backoff_ms refusal (a
-        # wrong one only leaves completes held back, which nothing waits on).
-        # "Pings answered" is not taken on trust: a refusal of a ping believed
-        # answered could not be told from a reply's error.
-        if traits.answers_pings is False:
-            self._keepalive.ping_refused()
+        """Act on the hints whose being wrong costs no more than learning would.
+
+        A known ``complete_backoff_ms`` refusal: the field is never sent (a
+        wrong hint only leaves completes held back, which nothing waits on).
+        Ping support is not acted on either way: the first ping costs nothing,
+        a refusal of a ping believed answered could not be told from a reply's
+        error, and a wrong "refused" would switch off stall detection.
+        """
         if traits.complete_backoff_with_context == "refuse":
             self._send_complete_backoff = False
 
@@ -346,11 +350,14 @@ class WavesSession:
         Pass it to a later session (``WavesTTSService(server_traits=...)``) so
         that it need not learn the same things again.
         """
+        early = self._keepalive.closed_early_after_s
+        if early is not None and early < MIN_IDLE_TIMEOUT_TRAIT_S:
+            early = None  # more likely a blip or a restart than an idle timeout
         learned = ServerTraits(
             answers_pings=self._keepalive.ping_supported,
             complete_backoff_with_context=None if self._send_complete_backoff else "refuse",
-            idle_timeout_s=self._keepalive.closed_early_after_s,
-            honours_timeout_query=False if self._keepalive.closed_early_after_s else None,
+            idle_timeout_s=early,
+            honours_timeout_query=False if early is not None else None,
         )
         return self._given_traits.merged(learned)
 

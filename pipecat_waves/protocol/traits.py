@@ -1,7 +1,7 @@
-"""What is known about a Waves server's open points, and where it came from.
+"""What is known about a Waves server's open points.
 
 Where the documents leave a point open, the session copes with every reading
-and learns which one holds from the server's own answers. Learning costs
+and learns which one holds from the server's own answers. Learning can cost
 something the first time: a refused ``complete_backoff_ms`` costs the first
 reply a round trip and a new context; an idle timeout shorter than asked for
 costs one closed socket. :class:`ServerTraits` carries that knowledge in, from
@@ -9,9 +9,10 @@ a ``pipecat-waves probe`` report or from an earlier session, and back out
 (:meth:`WavesSession.traits <pipecat_waves.protocol.session.WavesSession.traits>`),
 so a later session starts where the last one finished.
 
-Traits are hints, never trusted over what the server does: each one only
-skips a step of learning that a wrong hint would not break. A trait that turns
-out wrong costs what learning costs, never a word or an error.
+Traits are hints. Only those whose being wrong costs no more than learning
+would are acted on (see :meth:`WavesSession._apply_traits
+<pipecat_waves.protocol.session.WavesSession._apply_traits>`); a wrong one
+never costs a word or an error.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ QUERY_HONOURED_WITHIN_S = 1.5
 _CLOSED_AFTER_MS = re.compile(r"(\d+) ms$")
 
 
+def _positive_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+
+
 def _closed_after_s(evidence: str) -> float | None:
     """When the probe saw the socket closed, from its evidence (``"?timeout=1; 1003 ms"``)."""
     found = _CLOSED_AFTER_MS.search(evidence.strip())
@@ -47,8 +52,9 @@ class ServerTraits:
     """How a server answers the protocol's open points; None where unknown.
 
     Attributes:
-        answers_pings: Whether ``{"type": "ping"}`` gets a pong. Known False,
-            no ping is ever sent (and none is refused).
+        answers_pings: Whether ``{"type": "ping"}`` gets a pong. Recorded,
+            not acted on: a session still sends its one first ping, which
+            costs nothing and keeps stall detection honest.
         complete_backoff_with_context: What the server does with
             ``complete_backoff_ms`` beside a ``context_id``. Known
             ``"refuse"``, the field is never sent, so no reply is refused
@@ -149,24 +155,27 @@ class ServerTraits:
         by_point = {f.point: f for f in report.findings}
         answers_pings: bool | None = None
         ping = by_point.get(_PING_POINT)
-        if ping is not None and isinstance(ping.switches.get("ping_supported"), bool):
-            answers_pings = ping.switches["ping_supported"]
+        if ping is not None and ping.observed == "pong":
+            answers_pings = True
+        elif ping is not None and ping.evidence.startswith("error"):
+            answers_pings = False  # silence is not a refusal: it stays unknown
         backoff = by_point.get(_BACKOFF_POINT)
         with_context = backoff.switches.get("complete_backoff_with_context") if backoff else None
         idle = by_point.get(_IDLE_POINT)
-        idle_s = idle.switches.get("idle_timeout_s") if idle else None
+        seen: Any = idle.switches.get("idle_timeout_s") if idle else None
+        idle_s = float(seen) if _positive_number(seen) else None
         query = by_point.get(_TIMEOUT_QUERY_POINT)
         honours: bool | None = None
         if query is not None:
             # Asked for 1 s: a close within 1.5 s is the query honoured. When
             # the default itself is that short the two cannot be told apart.
             closed_s = _closed_after_s(query.evidence)
-            default_short = isinstance(idle_s, int | float) and idle_s < QUERY_HONOURED_WITHIN_S
+            default_short = idle_s is not None and idle_s < QUERY_HONOURED_WITHIN_S
             if not default_short:
                 honours = closed_s is not None and closed_s < QUERY_HONOURED_WITHIN_S
         return cls(
             answers_pings=answers_pings,
             complete_backoff_with_context=with_context,
-            idle_timeout_s=float(idle_s) if isinstance(idle_s, int | float) else None,
+            idle_timeout_s=idle_s,
             honours_timeout_query=honours,
         )

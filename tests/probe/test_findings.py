@@ -69,3 +69,14 @@ def test_error_shapes_are_read_from_the_frame_as_sent() -> None:
         exchange = f.Exchange(frames=[(0.0, error)], raw_errors=[raw])
         assert f.error_finding("bad voice", exchange).switches == {"error_shape": shape}
     assert f.error_finding("bad voice", f.Exchange()).observed == "none"
+
+
+def test_an_idle_check_refused_at_the_upgrade_is_a_finding() -> None:
+    found = f.idle_refused_finding("?timeout=0 (below the range)", "?timeout=0", 400)
+    assert found.observed == "refused at the upgrade (HTTP 400)"
+    assert found.switches == {}
+
+
+def test_an_idle_close_within_moments_is_never_a_zero_timeout() -> None:
+    found = f.idle_finding("idle timeout (default)", "no ?timeout=", 0.02, 65.0)
+    assert found.switches == {"idle_timeout_s": 0.1}

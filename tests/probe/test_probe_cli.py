@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipecat_waves import cli
+from pipecat_waves import ServerTraits, cli
 from pipecat_waves.commands import CliError
 from pipecat_waves.probe import ProbeReport, probe_characters
 from pipecat_waves.probe.command import behaviour_from_file, run_probe_command
@@ -88,6 +88,8 @@ async def test_probe_writes_a_file_that_serve_like_reads(tmp_path):
     assert out.startswith(report.table())
     assert "request_id echo (one-shot)" in out
     assert KEY not in out and KEY not in target.read_text()
+    assert f"ServerTraits.from_file({str(target)!r})" in out, "how to use it in a bot"
+    assert ServerTraits.from_file(target) == ServerTraits.from_probe(report)
     like = behaviour_from_file(target)
     assert like == ServerBehaviour.from_probe(report)
     assert like.echo_external_request_id is True

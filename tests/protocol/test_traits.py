@@ -88,6 +88,7 @@ def test_traits_round_trip_through_json_and_files(tmp_path):
         ({"idle_timeout_s": 0}, "idle_timeout_s must be above 0"),
         ({"complete_backoff_with_context": "drop"}, "'apply', 'ignore', 'refuse' or None"),
         ({"findings": "none"}, "not a probe report"),
+        ({"findings": [], "characters": None}, "'characters' must be a whole number"),
     ],
 )
 def test_malformed_traits_are_refused_with_what_is_wrong(data, names):
@@ -145,20 +146,19 @@ def test_other_known_readings_still_ask_for_no_hold_back(backoff):
     assert [m["complete_backoff_ms"] for m in sends(say(s, "r", "Hello there."))] == [0, 0]
 
 
-def test_a_known_ping_refusal_means_no_ping_is_ever_sent():
-    s = traits_session(ServerTraits(answers_pings=False))
-    out = s.start()
-    for conn in (1, 2):
-        out += s.connection_opened(conn, 0.0)
-    out += s.poll(500.0)
-    assert {"type": "ping"} not in sends(out)
+@pytest.mark.parametrize("answers", [True, False])
+def test_ping_support_is_always_checked_whatever_the_hint(answers):
+    # A wrong "refused" would switch stall detection off; a wrong "answered"
+    # would take a refused ping for a reply's error. The first ping costs nothing.
+    s = traits_session(ServerTraits(answers_pings=answers))
+    ready(s, pings=not answers)  # asserts the first ping still goes out
+    assert s.keepalive.ping_supported is (not answers)
+    assert s.traits().answers_pings is (not answers), "what the server did wins over the hint"
 
 
-def test_pings_believed_answered_are_still_checked_and_a_refusal_is_still_learned():
-    s = traits_session(ServerTraits(answers_pings=True))
-    ready(s, pings=False)  # asserts the first ping still goes out
-    assert s.keepalive.ping_supported is False
-    assert s.traits().answers_pings is False, "what the server did wins over the hint"
+def test_silence_to_a_probe_ping_is_not_taken_for_a_refusal():
+    silent = Finding("ping answered", "no pong", "no answer", {"ping_supported": False})
+    assert ServerTraits.from_probe(report(silent)).answers_pings is None
 
 
 def test_a_wrong_refusal_hint_costs_the_hold_back_not_a_word():
@@ -188,8 +188,17 @@ def test_what_a_session_learns_comes_back_as_traits():
     later.start()
     out = later.connection_opened(1, 0.0)
     out += later.send_text("q", "Next.", PARAMS, 0.0, max_buffer_delay_ms=0)
-    assert sends(out) and all("complete_backoff_ms" not in m for m in sends(out))
-    assert {"type": "ping"} not in sends(out)
+    texts = [m for m in sends(out) if "text" in m]
+    assert texts and all("complete_backoff_ms" not in m for m in texts)
+
+
+def test_an_idle_socket_closed_within_moments_is_not_taken_for_an_idle_timeout():
+    s = make_session(keepalive_interval_s=20.0)
+    ready(s)
+    s.connection_lost(2, 0.5)  # a blip or a restart, half a second in
+    assert s.traits().idle_timeout_s is None
+    s.connection_lost(1, 0.5)
+    assert s.traits().honours_timeout_query is None
 
 
 def test_given_traits_are_kept_where_the_session_learned_nothing():
