@@ -30,7 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipecat.frames.frames import LLMTextFrame, TTSAudioRawFrame
 
-from benchmarks.bench_barge_in import API_KEY, THEIRS, BenchError, Session, _finish, in_turn, serve
+from benchmarks.bench_barge_in import (
+    API_KEY,
+    THEIRS,
+    BenchError,
+    Session,
+    _finish,
+    in_turn,
+    make_theirs,
+    serve,
+)
 from benchmarks.bench_first_audio import RATE, SECOND_SENTENCE, SERVER, token_stream
 from benchmarks.latency_proxy import latency_proxy
 from pipecat_waves import ServerTraits, WavesTTSService
@@ -67,8 +76,6 @@ async def first_reply(factory: Factory, url: str) -> tuple[float, int]:
 
 
 def factories(traits: ServerTraits) -> dict[str, Factory]:
-    from benchmarks.bench_barge_in import make_theirs
-
     def cold(url: str, rate: int) -> TTSService:
         return WavesTTSService(api_key=API_KEY, base_url=url, sample_rate=rate)
 

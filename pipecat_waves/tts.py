@@ -267,14 +267,11 @@ class WavesTTSService(TTSService):
             )
         )
         traits = server_traits or ServerTraits()
-        # A server that closes idle sockets sooner than asked is pinged for
-        # what it does, not for what the URL asks.
-        closes_idle_after_s = min(
-            idle_timeout_s, traits.idle_timeout_for(idle_timeout_s) or idle_timeout_s
-        )
         self._session_config = sn.SessionConfig(
             tail_guard_s=turn_end_guard_s,
-            keepalive_interval_s=max(1.0, closes_idle_after_s / 3),
+            # A server that closes idle sockets sooner than asked is pinged
+            # for what it does, not for what the URL asks.
+            keepalive_interval_s=max(1.0, traits.idle_timeout_for(idle_timeout_s) / 3),
             stall_probe_s=stall_timeout_s / 2,
             pong_timeout_s=stall_timeout_s / 2,
             spare_connections=1 if standby_connection else 0,

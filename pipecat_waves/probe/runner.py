@@ -453,16 +453,13 @@ class ProbeRunner:
         # A refused upgrade (an out-of-range ?timeout= answered with HTTP 400,
         # say) is a finding, not the end of the probe.
         try:
-            check = await self._open(query_timeout=query_timeout)
+            async with self._check(query_timeout=query_timeout) as check:
+                deadline = time.monotonic() + wait_s
+                while (left := deadline - time.monotonic()) > 0:
+                    if not await check.next_frame(left) and check.exchange.closed_at is not None:
+                        break
         except WavesConnectError as e:
             return e
-        try:
-            deadline = time.monotonic() + wait_s
-            while (left := deadline - time.monotonic()) > 0:
-                if not await check.next_frame(left) and check.exchange.closed_at is not None:
-                    break
-        finally:
-            await check.ws.close()
         return check.exchange.closed_at
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -79,26 +79,20 @@ class ServerTraits:
         if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be above 0, not {self.idle_timeout_s!r}")
 
-    def idle_timeout_for(self, requested_s: float | None) -> float | None:
-        """When a socket opened asking ``?timeout=requested_s`` will be closed if idle.
+    def idle_timeout_for(self, requested_s: float) -> float:
+        """How long a socket opened asking ``?timeout=requested_s`` may stay idle.
 
-        None when nothing says it closes sooner than asked.
+        What was asked, unless the server is known to keep a shorter timeout
+        of its own whatever the URL asks.
         """
-        if requested_s is not None and self.honours_timeout_query is not False:
-            return requested_s
-        return self.idle_timeout_s
+        if self.honours_timeout_query is False and self.idle_timeout_s is not None:
+            return min(requested_s, self.idle_timeout_s)
+        return requested_s
 
     def merged(self, newer: ServerTraits) -> ServerTraits:
         """These traits, with every point ``newer`` knows taken from it."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        values.update(
-            {
-                f.name: getattr(newer, f.name)
-                for f in fields(newer)
-                if getattr(newer, f.name) is not None
-            }
-        )
-        return ServerTraits(**values)
+        known = {f.name: getattr(newer, f.name) for f in fields(newer)}
+        return replace(self, **{name: v for name, v in known.items() if v is not None})
 
     def to_json(self) -> dict[str, Any]:
         """The traits as plain data."""

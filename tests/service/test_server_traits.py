@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pipecat_waves import ServerTraits
+from pipecat_waves import ServerTraits, WavesTTSService
 from pipecat_waves.probe import ProbeConfig, run_probe
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
@@ -99,14 +99,10 @@ async def test_a_wrong_hint_costs_no_word_and_no_error():
 def test_keepalive_follows_an_idle_timeout_shorter_than_asked():
     # No socket is opened: only the keep-alive the service derives is read.
     ignores_query = ServerTraits(idle_timeout_s=9.0, honours_timeout_query=False)
-    service = make_service_at("ws://127.0.0.1:9", server_traits=ignores_query)
+    service = WavesTTSService(
+        api_key=API_KEY, base_url="ws://127.0.0.1:9", server_traits=ignores_query
+    )
     assert service._session.keepalive.interval_s == 3.0
     honours = ServerTraits(idle_timeout_s=9.0, honours_timeout_query=True)
-    service = make_service_at("ws://127.0.0.1:9", server_traits=honours)
+    service = WavesTTSService(api_key=API_KEY, base_url="ws://127.0.0.1:9", server_traits=honours)
     assert service._session.keepalive.interval_s == 20.0, "a third of the 60 s asked for"
-
-
-def make_service_at(url: str, **kwargs: Any):
-    from pipecat_waves import WavesTTSService
-
-    return WavesTTSService(api_key=API_KEY, base_url=url, sample_rate=16000, **kwargs)
