@@ -24,7 +24,7 @@ ONCE = APIConnectOptions(max_retry=0, timeout=10)
 
 # Legacy turns stay under 120 characters: the plugin ends a legacy turn at the
 # first ``complete``, so a turn the server splits into several segments leaves
-# the rest of its ``complete`` frames to the next turn (README, "Works with").
+# the rest of its ``complete`` frames to the next turn (docs/compatibility.md).
 FIRST = "Our kitchen opens at noon today. Lunch is served until three."
 SECOND = "Dinner starts at six and runs late into the evening."
 LONG = (

@@ -92,7 +92,8 @@ def test_sse_stream_read_as_documented_speaks_the_whole_text(waves: ThreadedServ
 def test_sdk_sse_iterator_drops_every_event(waves: ThreadedServer):
     # A bug of the SDK, not of the server: it parses each event's JSON object
     # as a ``str`` and skips it when that fails. Pinned here so an SDK upgrade
-    # that fixes it is noticed (then drop the workaround above and the README note).
+    # that fixes it is noticed (then drop the workaround above and its note in
+    # docs/compatibility.md).
     events = list(
         sdk(waves).waves.synthesize_sse_tts(text=TEXT, voice_id="avery", sample_rate=RATE)
     )

@@ -1,4 +1,4 @@
-"""The README's code: every Python block compiles, and the complete script runs."""
+"""The README's code: every Python block compiles (the docs' too), and the complete script runs."""
 
 from __future__ import annotations
 
@@ -11,20 +11,33 @@ import pytest
 import pipecat_waves
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
 KEY = "readme-key"
 
 
-def _python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.DOTALL)
+def _python_blocks(page: Path = README) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.DOTALL)
+
+
+def _compile_fragments(blocks: list[str], name: str) -> None:
+    for block in blocks:
+        # Fragments may await, as they would inside a coroutine.
+        compile(block, name, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 
 
 def test_every_python_block_compiles():
     blocks = _python_blocks()
     assert len(blocks) >= 3
-    for block in blocks:
-        # Fragments may await, as they would inside a coroutine.
-        compile(block, "README.md", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    _compile_fragments(blocks, "README.md")
+
+
+def test_every_python_block_in_the_docs_compiles():
+    blocks = {page.name: _python_blocks(page) for page in DOCS}
+    assert sum(map(len, blocks.values())) >= 2  # server_traits and LocalWavesServer
+    for name, found in blocks.items():
+        _compile_fragments(found, f"docs/{name}")
 
 
 async def test_the_complete_script_runs_as_written(monkeypatch, capsys):

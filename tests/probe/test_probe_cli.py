@@ -124,6 +124,7 @@ def test_serve_like_is_the_recorded_behaviour(tmp_path: Path) -> None:
     assert behaviour_from_file(path) == ServerBehaviour(error_shape="nested")
 
 
-def test_readme_states_the_characters_the_probe_sends() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert f"states the characters it sends ({probe_characters()})" in readme
+@pytest.mark.parametrize("page", ["README.md", "docs/probe.md"])
+def test_the_docs_state_the_characters_the_probe_sends(page: str) -> None:
+    text = (Path(__file__).resolve().parents[2] / page).read_text()
+    assert f"states the characters it sends ({probe_characters()})" in text

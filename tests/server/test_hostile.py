@@ -18,7 +18,7 @@ from pipecat_waves.server.app import TRANSPORT_MAX_FRAME_BYTES
 from pipecat_waves.server.http import MAX_BODY_BYTES
 from tests.server.conftest import AUTH, RATE, is_complete, of_status, request
 
-#: Codes the local server documents for a refused message (README, "Local server").
+#: Codes the local server documents for a refused message (docs/local-server.md).
 DOCUMENTED_CODES = {
     "INVALID_JSON",
     "INVALID_MESSAGE",
