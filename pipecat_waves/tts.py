@@ -44,6 +44,7 @@ from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.resample import StreamResampler, wire_rate_for
 from pipecat_waves.settings_check import settings_problem
+from pipecat_waves.tracing import traced_replies
 
 __all__ = ["WavesTTSService", "WavesTTSSettings"]
 
@@ -105,6 +106,7 @@ def _given(value: Any) -> Any:
     return value if is_given(value) else None
 
 
+@traced_replies
 class WavesTTSService(TTSService):
     """Smallest.ai Waves text-to-speech over one persistent WebSocket.
 
