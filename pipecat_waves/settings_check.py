@@ -18,12 +18,17 @@ def _value(settings: Any, name: str) -> Any:
 def settings_problem(settings: Any) -> str | None:
     """The first setting Waves would refuse, named with the fix; None if all is well.
 
-    Checked: the model, the voice id's form (whether the voice exists only the
-    server knows), the speed range and the content filter action.
+    Checked: that a model is named, the voice id's form, the speed range and
+    the content filter action. Whether the model or the voice exists only the
+    server knows: new models appear, so a model this version does not know is
+    sent as given (see :func:`unknown_model`).
     """
     model = _value(settings, "model")
-    if model not in c.MODELS:
-        return f"Unknown Waves model {model!r}; use one of {', '.join(sorted(c.MODELS))}"
+    if not isinstance(model, str) or not model.strip():
+        return (
+            f"model {model!r} names no model; use one of {known_models()} "
+            "(or a newer one Waves offers)"
+        )
     voice = _value(settings, "voice")
     if not c.is_valid_id(voice):
         shown = repr(voice) if isinstance(voice, str) and len(voice) <= 40 else "given"
@@ -45,3 +50,19 @@ def settings_problem(settings: Any) -> str | None:
     if content_filter is not None and content_filter not in ("reject", "flag"):
         return f"content_filter {content_filter!r} is not 'reject', 'flag' or None"
     return None
+
+
+def unknown_model(model: object) -> str | None:
+    """``model`` if it is a name outside the catalogue this version knows, else None.
+
+    Such a model is sent anyway (the server is the authority on its models);
+    the caller warns once so a typo is not a silent surprise.
+    """
+    if isinstance(model, str) and model and model not in c.MODELS:
+        return model
+    return None
+
+
+def known_models() -> str:
+    """The models this version knows, for messages."""
+    return ", ".join(sorted(c.MODELS))

@@ -43,7 +43,8 @@ from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.resample import StreamResampler, wire_rate_for
-from pipecat_waves.settings_check import settings_problem
+from pipecat_waves.settings_check import known_models, settings_problem, unknown_model
+from pipecat_waves.tracing import traced_replies
 
 __all__ = ["WavesTTSService", "WavesTTSSettings"]
 
@@ -105,6 +106,7 @@ def _given(value: Any) -> Any:
     return value if is_given(value) else None
 
 
+@traced_replies
 class WavesTTSService(TTSService):
     """Smallest.ai Waves text-to-speech over one persistent WebSocket.
 
@@ -205,7 +207,9 @@ class WavesTTSService(TTSService):
 
         Raises:
             ValueError: An unusable ``api_key`` (the message never repeats
-                it); an unsupported ``sample_rate``, model, speed or voice id;
+                it); an unsupported ``sample_rate`` or speed, a malformed voice
+                id, no model name (a model this version does not know is sent
+                with one warning: Waves decides);
                 a plain ``ws://`` URL to a remote host, or one that already
                 holds the endpoint path; ``idle_timeout_s`` above 180.
         """
@@ -285,6 +289,9 @@ class WavesTTSService(TTSService):
         self._fatal_error: str | None = None
         self._failed_contexts: set[str] = set()
         self._spoken_voice: str | None = None  # the last voice audio came back for
+        self._spoken_model: str | None = None  # the last model audio came back for
+        self._models_warned: set[str] = set()
+        self._warn_if_unknown_model(default_settings.model)
         self._quick_failures = 0
         self._refusal_streak = 0
         self._timer_wakes_at: float | None = None
@@ -426,9 +433,10 @@ class WavesTTSService(TTSService):
     async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]
         """Apply a settings change. It takes effect with the next fragment, no reconnect.
 
-        A change that cannot work (an unknown model, a speed out of range, a
-        malformed voice id) is refused whole with one ErrorFrame naming it;
-        the service goes on with the settings it had.
+        A change that cannot work (a speed out of range, a malformed voice
+        id) is refused whole with one ErrorFrame naming it; the service goes
+        on with the settings it had. A model this version does not know is
+        sent, with one warning: the server decides.
         """
         candidate = copy.deepcopy(self._settings)
         candidate.apply_update(copy.deepcopy(delta))  # type: ignore[arg-type]
@@ -442,7 +450,19 @@ class WavesTTSService(TTSService):
                 category=ErrorCategory.APPLICATION,
             )
             return {}
+        self._warn_if_unknown_model(candidate.model)
         return await super()._update_settings(delta)
+
+    def _warn_if_unknown_model(self, model: object) -> None:
+        """Warn once per name about a model this version does not know; it is sent anyway."""
+        name = unknown_model(model)
+        if name is None or name in self._models_warned:
+            return
+        self._models_warned.add(name)
+        logger.warning(
+            f"{self}: model {name!r} is not one this version knows ({known_models()}); "
+            "sending it as given, and Waves decides"
+        )
 
     async def push_error_frame(self, error: ErrorFrame, force_treat_as_permanent: bool = False):
         """Push an error upstream, never with a key in its text."""
@@ -725,6 +745,7 @@ class WavesTTSService(TTSService):
         for output in outputs:
             if isinstance(output, sn.AudioOut):
                 self._spoken_voice = self._session.voice_of(output.context_id) or self._spoken_voice
+                self._spoken_model = self._session.model_of(output.context_id) or self._spoken_model
                 await self._push_audio(output)
             elif isinstance(output, sn.WordOut):
                 await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
@@ -806,6 +827,20 @@ class WavesTTSService(TTSService):
         self._settings.voice = spoken
         return spoken
 
+    def _keep_working_model(self) -> str | None:
+        """After a model the server refused, go back to the last one that spoke.
+
+        As with a voice: a settings update naming a model Waves does not offer
+        fails one reply, reported once, and the service keeps speaking.
+        Returns the model gone back to, if any.
+        """
+        spoken = self._spoken_model
+        if spoken is None or self._settings.model == spoken:
+            return None
+        logger.warning(f"{self}: model {self._settings.model!r} refused; back to {spoken!r}")
+        self._settings.model = spoken
+        return spoken
+
     async def _fail_context(self, output: sn.ContextFailed) -> None:
         error = output.error
         self._resamplers.pop(output.context_id, None)
@@ -818,11 +853,16 @@ class WavesTTSService(TTSService):
         message = scrub(f"Waves could not synthesize this reply: {error.message}")
         if error.code:
             message += f" ({error.code})"
-        message += _fix_for(error)
-        category = _category(error)
-        kept = self._keep_working_voice(error)
+        refused_model = _refused_model(error, self._settings.model)
+        message += _fix_for(error, refused_model)
+        # A model the server does not offer names something that does not exist.
+        category = ErrorCategory.INVALID_REQUEST if refused_model else _category(error)
+        if refused_model:
+            kept, what = self._keep_working_model(), "model"
+        else:
+            kept, what = self._keep_working_voice(error), "voice"
         if kept:
-            message += f" Going on with voice {kept!r}, the last one that spoke."
+            message += f" Going on with {what} {kept!r}, the last one that spoke."
             # The service recovered: a permanent category would mark it unusable.
             category = ErrorCategory.APPLICATION
         frame = ErrorFrame(error=message, category=category)
@@ -864,9 +904,27 @@ def _category(error: rs.ServerError) -> ErrorCategory:
     return ErrorCategory.SERVER
 
 
-def _fix_for(error: rs.ServerError) -> str:
+def _refused_model(error: rs.ServerError, model: object) -> str | None:
+    """The model in use, if this version does not know it and the error is about it.
+
+    A model this version knows is never blamed: an error that merely mentions
+    "model" (an overloaded one, say) is not a refusal of the name.
+    """
+    name = unknown_model(model)
+    if name is None:
+        return None
+    text = f"{error.code or ''} {error.message}".lower()
+    return name if "model" in text or name.lower() in text else None
+
+
+def _fix_for(error: rs.ServerError, refused_model: str | None = None) -> str:
     """A sentence telling the user what to change, where the error says enough."""
     text = f"{error.code or ''} {error.message}".lower()
+    if refused_model is not None:
+        return (
+            f". Waves refused model {refused_model!r}: set a model Waves offers with "
+            f"Settings(model=...) (this version knows {known_models()})."
+        )
     if "voice" in text:
         return (
             ". Pick a voice id from `pipecat-waves voices` (GET "

@@ -375,6 +375,11 @@ class WavesSession:
         info = self._replies.get(context_id)
         return info.params.voice_id if info else None
 
+    def model_of(self, context_id: str) -> str | None:
+        """The model reply ``context_id`` is being spoken with, while it is known."""
+        info = self._replies.get(context_id)
+        return info.params.model if info else None
+
     def is_live(self, context_id: str) -> bool:
         """Whether ``context_id`` is known and not over."""
         info = self._replies.get(context_id)

@@ -384,7 +384,11 @@ class Result:
 
 
 async def run_conversation(
-    service: FrameProcessor, conversation: Conversation, *, finish_timeout_s: float = 10.0
+    service: FrameProcessor,
+    conversation: Conversation,
+    *,
+    finish_timeout_s: float = 10.0,
+    worker_options: Mapping[str, Any] | None = None,
 ) -> Result:
     """Play ``conversation`` through ``service``, then end the pipeline.
 
@@ -398,13 +402,20 @@ async def run_conversation(
         conversation: The script.
         finish_timeout_s: How long the ``EndFrame`` may take to get through
             once the script is over (the service finishes its replies first).
+        worker_options: More ``PipelineWorker`` arguments (``enable_tracing``,
+            say).
 
     Returns:
         The stamped frames and what went wrong with the pipeline itself.
     """
     before = asyncio.all_tasks()
     pipeline = Pipeline([conversation.inlet, service, conversation.outlet])
-    worker = PipelineWorker(pipeline, cancel_on_idle_timeout=False, params=PipelineParams())
+    options = {
+        "cancel_on_idle_timeout": False,
+        "params": PipelineParams(),
+        **(worker_options or {}),
+    }
+    worker = PipelineWorker(pipeline, **options)
     started = asyncio.Event()
 
     @worker.event_handler("on_pipeline_started")
