@@ -88,10 +88,11 @@ class Unusable:
 
     Attributes:
         down_for_s: How long no connection has worked.
-        refused: Every recent attempt was turned away by a limit (HTTP 429
-            or the policy close code) rather than failing to connect.
-        closed_at_once: Connections did open, but the server closed each of
-            them straight away (a refused key or a full account, most often).
+        refused: The last failure was a connection turned away by a limit
+            (HTTP 429 or the policy close code).
+        closed_at_once: The last failure was a connection that opened and
+            was closed by the server straight away (a refused key or a full
+            account, most often).
     """
 
     down_for_s: float
@@ -159,7 +160,7 @@ class ReconnectPolicy:
     _open: dict[int, _Open] = field(default_factory=dict)
     _failures: int = 0  # failed attempts (and at-once closes) since one last worked
     _refusals: int = 0  # of which turned away by a limit, in a row
-    _closed_at_once: int = 0  # connections closed right after opening, in a row
+    _closed_at_once: bool = False  # the last failure: a connection closed right after opening
     _down_since: float | None = None
     _unusable: bool = False
     _connected: bool = False
@@ -219,6 +220,7 @@ class ReconnectPolicy:
             return self._give_up(auth=False)
         self._failures += 1
         self._refusals = self._refusals + 1 if failure is AttemptFailure.REFUSED else 0
+        self._closed_at_once = False
         out: list[Action] = []
         if not self._open and self._connected:
             # The last connection is gone and a retry could not replace it.
@@ -259,7 +261,7 @@ class ReconnectPolicy:
         if at_once:
             # It never worked: the outage (if any) goes on from when it began.
             self._failures += 1
-            self._closed_at_once += 1
+            self._closed_at_once = True
             self._refusals = self._refusals + 1 if how is Close.REFUSED else 0
         return self._down_if_none_open(now)
 
@@ -286,7 +288,7 @@ class ReconnectPolicy:
                 Unusable(
                     down_for_s=down_for,
                     refused=self._refusals > 0,
-                    closed_at_once=self._closed_at_once > 0,
+                    closed_at_once=self._closed_at_once,
                 )
             )
         return out
@@ -305,7 +307,8 @@ class ReconnectPolicy:
     def _prove(self, state: _Open, now: float) -> list[Action]:
         state.proven = True
         down_for = self.down_for(now)
-        self._failures = self._refusals = self._closed_at_once = 0
+        self._failures = self._refusals = 0
+        self._closed_at_once = False
         self._down_since = None
         if not self._unusable:
             return []
