@@ -317,6 +317,7 @@ class WavesTTSService(TTSService):
         self._spoken_voice: str | None = None  # the last voice audio came back for
         self._timer_wakes_at: float | None = None
         self._last_failure = ""  # why the last connection attempt or connection failed
+        self._retrying: asyncio.Task | None = None  # the connect task retrying an outage
         # Rate asked of Waves, and a resampler per reply when it differs from ours.
         self._wire_rate = 0
         self._resamplers: dict[str, StreamResampler] = {}
@@ -543,6 +544,12 @@ class WavesTTSService(TTSService):
                 retry_after_s = e.retry_after_s
                 if not await self._attempt_failed(e):
                     return
+                if not self._lead_retries():
+                    # Another task already retries: one attempt at a time
+                    # reaches a server that is down. The session asks for
+                    # its spares again once a connection opens.
+                    self._session.connection_failed_to_open()
+                    return
                 continue
             lane_id = self._lane_opened(websocket, started)
             now = time.monotonic()
@@ -552,6 +559,15 @@ class WavesTTSService(TTSService):
             await self._act(self._session.connection_opened(lane_id, now, prove=prove))
             self._wake_timer()
             return
+
+    def _lead_retries(self) -> bool:
+        """Whether this task is the one retrying (the first to fail takes the lead)."""
+        me = asyncio.current_task()
+        leader = self._retrying
+        if leader is None or leader.done() or leader is me:
+            self._retrying = me
+            return True
+        return False
 
     async def _attempt_failed(self, error: WavesConnectError) -> bool:
         """Tell the policy and the app of a failed attempt; whether to try again."""
