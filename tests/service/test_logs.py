@@ -73,4 +73,5 @@ async def test_each_reconnect_attempt_is_logged_once_not_per_socket():
     # a server that is down, and each attempt is one line, a warning only first.
     assert attempts >= 10
     assert [lvl for lvl, _ in lines].count("WARNING") == 1
-    assert len(lines) == attempts, (len(lines), attempts)
+    # (An attempt cut short by the pipeline's end is counted but never logged.)
+    assert attempts - 1 <= len(lines) <= attempts, (len(lines), attempts)
