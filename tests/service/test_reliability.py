@@ -206,7 +206,7 @@ async def test_a_refusal_that_lasts_is_reported_once_and_the_service_fails_over(
                 reported.set()
 
         talk = Conversation(token_gap_s=0)
-        talk.wait(lambda: usable == [False], 10.0, "reported unusable")
+        talk.wait(lambda: False in usable, 10.0, "reported unusable")
         talk.wait(lambda: usable == [False, True], 10.0, "usable again")
         talk.say("booked", "Booked for eight.")
         talk.wait_heard(1, then_quiet_s=0.1, timeout_s=10.0, label="reply heard")
