@@ -36,9 +36,9 @@ from pipecat_waves.connection import (
 from pipecat_waves.credentials import clean_api_key, logger, scrub
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
+from pipecat_waves.protocol import reconnect as rc
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
-from pipecat_waves.protocol.backoff import backoff_s
 from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.protocol.traits import ServerTraits
@@ -61,10 +61,14 @@ FIRST_CLAUSE = FirstClause()
 #: (so a deadline is never checked a hair too early and missed).
 MAX_TIMER_SLEEP_S = 5.0
 
-#: An outage (no connection can be opened) is reported once it lasts this long;
-#: a shorter one that a retry repairs is only logged.
-OUTAGE_REPORT_S = 3.0
 TIMER_SLACK_S = 0.005
+
+#: How long Waves may be unreachable before the service reports itself
+#: unusable (so a ServiceSwitcher fails over). A dropped socket is replaced in
+#: about one handshake (a few hundred ms to the cloud API) and a retry or four
+#: of the backoff fit in this; a bot whose turns come every few seconds loses
+#: at most the turn under way when the verdict comes.
+DEFAULT_FAILOVER_AFTER_S = 2.0
 
 _ERROR_CATEGORIES = {
     "INVALID_VOICE": ErrorCategory.INVALID_REQUEST,
@@ -119,10 +123,21 @@ class WavesTTSService(TTSService):
     passes on at once. A dropped connection is reopened with backoff and every
     sentence not yet fully received is sent again.
 
-    Event handlers:
-        on_connected: A connection to Waves opened.
-        on_disconnected: A connection closed (``tts, code, reason``).
-        on_connection_error: Opening a connection failed (``tts, error``).
+    When Waves cannot be reached for ``failover_after_s``, the service reports
+    one ``ErrorFrame`` that leaves it unusable (``is_usable`` is False), so a
+    ``ServiceSwitcher`` with ``ServiceSwitcherStrategyFailover`` moves to its
+    backup. It keeps reconnecting in the background and becomes usable again
+    (``on_usable_changed`` fires with True) once a connection works.
+
+    Event handlers (Pipecat's ``TTSService`` signatures):
+        on_connected(service): The service has a connection to Waves, for
+            the first time or again after losing them all.
+        on_disconnected(service): The service has lost every connection and
+            could not replace it at once (or it stopped). Sockets retired
+            after a barge-in, spares, and sockets replaced after an idle close
+            fire nothing.
+        on_connection_error(service, error): An attempt to connect failed;
+            ``error`` says why (never with the key).
 
     Example::
 
@@ -152,6 +167,7 @@ class WavesTTSService(TTSService):
         stall_timeout_s: float = 4.0,
         open_timeout_s: float = 10.0,
         reconnect_backoff_s: tuple[float, float] = (0.1, 5.0),
+        failover_after_s: float = DEFAULT_FAILOVER_AFTER_S,
         server_traits: ServerTraits | None = None,
         **kwargs: Any,
     ):
@@ -194,6 +210,13 @@ class WavesTTSService(TTSService):
                 and its unfinished text is sent again on a new one.
             open_timeout_s: Limit on one connection attempt.
             reconnect_backoff_s: First and largest wait between attempts.
+            failover_after_s: How long Waves may be unreachable (every attempt
+                refused, reset, timed out or answered 5xx, or every connection
+                closed at once) before the service reports one error and marks
+                itself unusable, so a ``ServiceSwitcher`` fails over. A blip
+                that a retry repairs sooner is only logged. Replies waiting for
+                a connection then are dropped with that one error rather than
+                spoken late.
             server_traits: What is already known of the server, so it need not
                 be learned again: ``ServerTraits.from_file("probe.json")`` for
                 what ``pipecat-waves probe --json`` recorded, or an earlier
@@ -211,7 +234,8 @@ class WavesTTSService(TTSService):
                 id, no model name (a model this version does not know is sent
                 with one warning: Waves decides);
                 a plain ``ws://`` URL to a remote host, or one that already
-                holds the endpoint path; ``idle_timeout_s`` above 180.
+                holds the endpoint path; ``idle_timeout_s`` above 180;
+                ``failover_after_s`` not above 0.
         """
         api_key = clean_api_key(api_key)
         if sample_rate is not None:
@@ -260,7 +284,13 @@ class WavesTTSService(TTSService):
         self._api_key = api_key
         self._word_timestamps = word_timestamps
         self._open_timeout_s = open_timeout_s
-        self._backoff = reconnect_backoff_s
+        self._policy = rc.ReconnectPolicy(
+            rc.ReconnectConfig(
+                first_backoff_s=reconnect_backoff_s[0],
+                largest_backoff_s=reconnect_backoff_s[1],
+                failover_after_s=failover_after_s,
+            )
+        )
         self._buffer_delay_ms = (
             max_buffer_delay_ms
             if max_buffer_delay_ms is not None
@@ -292,13 +322,9 @@ class WavesTTSService(TTSService):
         self._spoken_model: str | None = None  # the last model audio came back for
         self._models_warned: set[str] = set()
         self._warn_if_unknown_model(default_settings.model)
-        self._quick_failures = 0
-        self._refusal_streak = 0
         self._timer_wakes_at: float | None = None
-        self._gave_up = False
-        self._outage_reported = False
-        self._outage_since: float | None = None
-        self._outage_reporter: asyncio.Task | None = None
+        self._last_failure = ""  # why the last connection attempt or connection failed
+        self._retrying: asyncio.Task | None = None  # the connect task retrying an outage
         # Rate asked of Waves, and a resampler per reply when it differs from ours.
         self._wire_rate = 0
         self._resamplers: dict[str, StreamResampler] = {}
@@ -374,6 +400,7 @@ class WavesTTSService(TTSService):
 
     async def _shutdown(self) -> None:
         self._running = False
+        await self._on_policy(self._policy.shutdown())
         if self._timer_task is not None:
             await self.cancel_task(self._timer_task)
             self._timer_task = None
@@ -503,7 +530,7 @@ class WavesTTSService(TTSService):
     # ----------------------------------------------------------- connections
 
     def _open_lane(self, reason: str) -> None:
-        if not self._running:
+        if not self._running or self._policy.gave_up:
             return
         logger.debug(f"{self}: opening connection ({reason})")
         task = asyncio.get_running_loop().create_task(
@@ -513,10 +540,19 @@ class WavesTTSService(TTSService):
         task.add_done_callback(self._connect_tasks.discard)
 
     async def _connect_with_backoff(self) -> None:
-        attempt = 0
-        while self._running:
-            attempt += 1
+        """Open one connection, retrying as the reconnect policy says, and hand it on."""
+        retry_after_s: float | None = None
+        while self._running and not self._policy.gave_up:
+            # The wait is taken here, in this task of its own, never in a
+            # socket's callback: the session hears of every close at once.
+            delay = retry_after_s if retry_after_s is not None else self._policy.open_delay_s()
+            if delay > 0:
+                await asyncio.sleep(delay)
+                if not self._running or self._policy.gave_up:
+                    return
             started = time.monotonic()
+            self._policy.attempt_started(started)
+            self._wake_timer()
             try:
                 websocket = await open_socket(
                     self._url,
@@ -525,72 +561,78 @@ class WavesTTSService(TTSService):
                     open_timeout_s=self._open_timeout_s,
                 )
             except WavesConnectError as e:
-                await self._call_event_handler("on_connection_error", str(e))
-                if e.permanent:
-                    self._session.connection_failed_to_open()
-                    category = (
-                        ErrorCategory.AUTHENTICATION
-                        if e.auth_rejected
-                        else ErrorCategory.INVALID_REQUEST
-                    )
-                    await self._give_up(str(e), category)
+                retry_after_s = e.retry_after_s
+                if not await self._attempt_failed(e):
                     return
-                if self._lanes and e.refused:
-                    # Working already: the server (or account) allows no more
-                    # sockets. Work with the ones open; that is not a failure.
-                    logger.info(f"{self}: {e}; going on with {len(self._lanes)} connection(s)")
+                if not self._lead_retries():
+                    # Another task already retries: one attempt at a time
+                    # reaches a server that is down. The session asks for
+                    # its spares again once a connection opens.
                     self._session.connection_failed_to_open()
-                    self._session.connection_limit_reached(len(self._lanes), time.monotonic())
                     return
-                await self._note_outage(e)
-                await asyncio.sleep(e.retry_after_s or backoff_s(attempt, *self._backoff))
                 continue
-            lane_id = next(self._lane_ids)
-            opened_in = f"{1000 * (time.monotonic() - started):.0f} ms"
-            if not self._connected_once:
-                self._connected_once = True  # said once; later sockets are detail
-                logger.info(f"{self}: connected in {opened_in}")
-            logger.debug(f"{self}: connection {lane_id} open in {opened_in}")
-            self._lanes[lane_id] = LiveSocket(
-                lane_id, websocket, LiveSocketHandlers(self._on_lane_message, self._on_lane_closed)
-            )
-            await self._call_event_handler("on_connected")
-            await self._act(self._session.connection_opened(lane_id, time.monotonic()))
+            lane_id = self._lane_opened(websocket, started)
+            now = time.monotonic()
+            # After a drop, an answer on the new socket proves Waves is back.
+            prove = self._policy.down_for(now) is not None
+            await self._on_policy(self._policy.opened(lane_id, now))
+            await self._act(self._session.connection_opened(lane_id, now, prove=prove))
             self._wake_timer()
             return
 
-    async def _note_outage(self, error: WavesConnectError) -> None:
-        """No connection can be opened: log it once, and report it if it lasts."""
-        now = time.monotonic()
-        # The main and the spare connection retry side by side: only one of
-        # them (the first to fail) logs, so each attempt is one log line.
+    def _lead_retries(self) -> bool:
+        """Whether this task is the one retrying (the first to fail takes the lead)."""
         me = asyncio.current_task()
-        reporter = self._outage_reporter
-        if reporter is None or reporter.done():
-            self._outage_reporter = reporter = me
-        if self._outage_since is None:
-            self._outage_since = now
-            logger.warning(f"{self}: {error}")
-        elif reporter is me:
-            logger.debug(f"{self}: {error}")
-        if self._lanes or self._outage_reported:
-            return
-        if now - self._outage_since >= OUTAGE_REPORT_S:
-            # A user must act on an outage that retries do not fix; a brief one
-            # that a retry repairs is only a log line.
-            self._outage_reported = True
-            await self.push_error(
-                f"{error} No connection for {now - self._outage_since:.0f} s; still retrying.",
-                category=ErrorCategory.RATE_LIMIT if error.refused else ErrorCategory.CONNECTIVITY,
+        leader = self._retrying
+        if leader is None or leader.done() or leader is me:
+            self._retrying = me
+            return True
+        return False
+
+    async def _attempt_failed(self, error: WavesConnectError) -> bool:
+        """Tell the policy and the app of a failed attempt; whether to try again."""
+        self._last_failure = str(error)
+        await self._call_event_handler("on_connection_error", str(error))
+        if error.permanent:
+            self._session.connection_failed_to_open()
+            category = (
+                ErrorCategory.AUTHENTICATION
+                if error.auth_rejected
+                else ErrorCategory.INVALID_REQUEST
             )
+            await self._on_policy(
+                self._policy.attempt_failed(time.monotonic(), rc.AttemptFailure.PERMANENT),
+                give_up=(str(error), category),
+            )
+            return False
+        if self._lanes and error.refused:
+            # Working already: the server (or account) allows no more
+            # sockets. Work with the ones open; that is not a failure.
+            logger.info(f"{self}: {error}; going on with {len(self._lanes)} connection(s)")
+            self._session.connection_failed_to_open()
+            self._session.connection_limit_reached(len(self._lanes), time.monotonic())
+            return False
+        failure = rc.AttemptFailure.REFUSED if error.refused else rc.AttemptFailure.UNREACHABLE
+        # The first failure of an outage is worth a warning; each retry after it is detail.
+        first = self._policy.down_for(time.monotonic()) is None or self._policy.open_delay_s() == 0
+        logger.log("WARNING" if first else "DEBUG", f"{self}: {error}")
+        await self._on_policy(self._policy.attempt_failed(time.monotonic(), failure))
+        return True
+
+    def _lane_opened(self, websocket: Any, started: float) -> int:
+        lane_id = next(self._lane_ids)
+        opened_in = f"{1000 * (time.monotonic() - started):.0f} ms"
+        if not self._connected_once:
+            self._connected_once = True  # said once; later sockets are detail
+            logger.info(f"{self}: connected in {opened_in}")
+        logger.debug(f"{self}: connection {lane_id} open in {opened_in}")
+        self._lanes[lane_id] = LiveSocket(
+            lane_id, websocket, LiveSocketHandlers(self._on_lane_message, self._on_lane_closed)
+        )
+        return lane_id
 
     async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
-        if self._outage_since is not None:
-            # A connection that answers ends an outage (one that opens and is
-            # turned away at once does not).
-            logger.info(f"{self}: reconnected after {time.monotonic() - self._outage_since:.1f} s")
-            self._outage_since = None
-            self._outage_reported = False
+        await self._on_policy(self._policy.answered(lane_id, time.monotonic()))
         try:
             event = rs.parse_message(message)
         except rs.ResponseError as e:
@@ -609,88 +651,121 @@ class WavesTTSService(TTSService):
         lane = self._lanes.pop(lane_id, None)
         if lane is None:
             return
+        now = time.monotonic()
         retired = self._session.connection_state(lane_id) is sn.ConnState.RETIRED
-        refused = is_refusal_close(code) and lane.messages_received == 0
-        if not retired and self._running:
-            await self._judge_unexpected_close(lane, code, reason)
+        how = rc.Close.RETIRED if retired or not self._running else _close_kind(code, reason)
+        refused = how is rc.Close.REFUSED and lane.messages_received == 0
+        closed = f"code {code}, {reason or 'no reason given'}"
+        if how is not rc.Close.RETIRED:
+            self._last_failure = f"Waves closed the connection ({closed})"
+            at_once = now - lane.opened_at < rc.PROVEN_AFTER_S and not lane.messages_received
+            level = "DEBUG" if not at_once or (refused and self._lanes) else "WARNING"
+            logger.log(level, f"{self}: Waves closed connection {lane_id} ({closed})")
             if refused and self._lanes:
                 # Turned away while others work: the account allows no more sockets.
-                self._session.connection_limit_reached(len(self._lanes), time.monotonic())
-        await self._call_event_handler("on_disconnected")
-        await self._act(self._session.connection_lost(lane_id, time.monotonic(), refused=refused))
-        self._wake_timer()
-
-    async def _judge_unexpected_close(
-        self, lane: LiveSocket, code: int | None, reason: str
-    ) -> None:
-        """Decide what a connection closed by the server means: routine, back off, or give up.
-
-        An idle close, or a drop mid-reply that a reconnect repairs, is routine
-        (the session logs it and resends what was not spoken). Only a close
-        that says the key is wrong, or a server that hangs up on every new
-        connection at once, is reported: no retry can fix those.
-        """
-        closed = f"code {code}, {reason or 'no reason given'}"
-        if _mentions_auth(reason) or code in _AUTH_CLOSE_CODES:
-            await self._give_up(
+                self._session.connection_limit_reached(len(self._lanes), now)
+        # The session first, so that no reply waits on a socket that is gone.
+        await self._act(self._session.connection_lost(lane_id, now, refused=refused))
+        await self._on_policy(
+            self._policy.closed(lane_id, now, how),
+            give_up=(
                 f"Waves closed the connection because of the API key ({closed}). Check the "
                 "api_key you passed (or WAVES_API_KEY).",
                 ErrorCategory.AUTHENTICATION,
+            ),
+        )
+        self._wake_timer()
+
+    async def _on_policy(
+        self,
+        actions: list[rc.Action],
+        *,
+        give_up: tuple[str, ErrorCategory] | None = None,
+    ) -> None:
+        """Carry out what the reconnect policy decided."""
+        for action in actions:
+            if isinstance(action, rc.Connected):
+                await self._call_event_handler("on_connected")
+            elif isinstance(action, rc.Disconnected):
+                await self._call_event_handler("on_disconnected")
+            elif isinstance(action, rc.Unusable):
+                await self._report_unreachable(action)
+            elif isinstance(action, rc.Usable):
+                logger.info(f"{self}: Waves answers again after {action.down_for_s:.1f} s")
+                await self.set_usable(True)
+            elif isinstance(action, rc.GiveUp):
+                message, category = give_up or (self._last_failure, ErrorCategory.CONNECTIVITY)
+                self._running = False
+                await self.push_error(message, category=category, force_treat_as_permanent=True)
+
+    async def _report_unreachable(self, verdict: rc.Unusable) -> None:
+        """Waves is gone for longer than the failover threshold: one error, unusable.
+
+        Replies waiting for a connection are dropped under this one error
+        (each would otherwise be reported on its own); the policy keeps
+        reconnecting and the service becomes usable again when Waves answers.
+        """
+        down = f"{verdict.down_for_s:.1f} s"
+        if verdict.refused:
+            message = (
+                f"Waves turned every connection away for {down}: the account's concurrency "
+                "limit is reached. Run fewer sessions at once or raise the account's concurrency."
             )
-            return
-        short_lived = time.monotonic() - lane.opened_at < 2.0 and not lane.messages_received
-        if is_refusal_close(code) and short_lived:
-            if self._lanes:
-                # Refused while other connections work: a socket limit, not a failure.
-                logger.info(f"{self}: Waves turned connection {lane.id} away ({closed})")
-                return
-            await self._note_outage(
-                WavesConnectError(
-                    f"Waves turned the connection away ({closed}): the account's concurrency "
-                    "limit is reached. Retrying with backoff; run fewer sessions at once or "
-                    "raise the account's concurrency.",
-                    refused=True,
-                )
+            category = ErrorCategory.RATE_LIMIT
+        elif verdict.closed_at_once:
+            message = (
+                f"Waves closed every connection right after opening it for {down} "
+                f"(last: {self._last_failure}). Check the api_key, base_url and the "
+                "account's concurrency limit."
             )
-            self._refusal_streak += 1
-            await asyncio.sleep(backoff_s(self._refusal_streak + 1, *self._backoff))
-            return
-        self._refusal_streak = 0
-        self._quick_failures = self._quick_failures + 1 if short_lived else 0
-        if self._quick_failures >= _QUICK_FAILURES_TO_GIVE_UP:
-            await self._give_up(
-                f"Waves closed {self._quick_failures} connections in a row right after opening "
-                f"them (last: {closed}). Check the api_key, base_url and the account's "
-                "concurrency limit.",
-                ErrorCategory.CONNECTIVITY,
-            )
-            return
-        if short_lived:
-            # Closed at once: wait before the next attempt instead of hammering.
-            logger.warning(f"{self}: Waves closed connection {lane.id} at once ({closed})")
-            await asyncio.sleep(backoff_s(self._quick_failures + 1, *self._backoff))
+            category = ErrorCategory.CONNECTIVITY
         else:
-            logger.debug(f"{self}: Waves closed connection {lane.id} ({closed})")
+            message = f"No connection to Waves for {down}. {self._last_failure}".rstrip()
+            category = ErrorCategory.CONNECTIVITY
+        message += (
+            " The service is marked unusable (a ServiceSwitcher fails over now); it keeps "
+            "retrying and becomes usable again when Waves answers."
+        )
+        outputs = self._session.unreachable(time.monotonic(), sn.UNREACHABLE_REASON)
+        for output in outputs:
+            if isinstance(output, sn.ContextFailed):
+                await self._drop_context(output.context_id)
+            else:
+                await self._act([output])
+        await self.push_error(scrub(message), category=category, force_treat_as_permanent=True)
+
+    async def _drop_context(self, context_id: str) -> None:
+        """End a reply the outage report covers, with no error of its own."""
+        self._resamplers.pop(context_id, None)
+        if self.audio_context_available(context_id):
+            self._failed_contexts.add(context_id)
+            await self.remove_audio_context(context_id)
 
     async def _give_up(self, message: str, category: ErrorCategory) -> None:
         """Report a failure no retry can fix, once, and stop reconnecting."""
-        if self._gave_up:
-            return
-        self._gave_up = True
-        self._running = False
-        await self.push_error(message, category=category, force_treat_as_permanent=True)
+        await self._on_policy(
+            self._policy.give_up(auth=category is ErrorCategory.AUTHENTICATION),
+            give_up=(message, category),
+        )
+
+    def _next_deadline(self, now: float) -> float:
+        due = self._session.next_deadline(now)
+        policy_due = self._policy.next_deadline()
+        return due if policy_due is None else min(due, policy_due)
 
     async def _timer_loop(self) -> None:
-        # Asleep until the session's next deadline (a turn-end guard, a stall
-        # probe, a keep-alive), never on a fixed tick: a tick costs CPU on every
-        # session all the time. Events that bring a deadline forward wake it.
+        # Asleep until the session's or the policy's next deadline (a turn-end
+        # guard, a stall probe, a keep-alive, an outage verdict), never on a
+        # fixed tick: a tick costs CPU on every session all the time. Events
+        # that bring a deadline forward wake it.
         while True:
             try:
                 now = time.monotonic()
-                delay = min(max(self._session.next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
+                delay = min(max(self._next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
                 self._timer_wakes_at = now + delay
                 await asyncio.sleep(delay + TIMER_SLACK_S)
                 self._timer_wakes_at = None
+                await self._on_policy(self._policy.poll(time.monotonic()))
                 await self._act(self._session.poll(time.monotonic()))
             except Exception as e:
                 # Turn ends and keep-alives hang on this loop: a bug must cost
@@ -704,7 +779,7 @@ class WavesTTSService(TTSService):
         wakes_at = self._timer_wakes_at
         if wakes_at is None or self._timer_task is None:
             return  # not started, or busy acting: it asks again when done
-        if self._session.next_deadline(time.monotonic()) < wakes_at:
+        if self._next_deadline(time.monotonic()) < wakes_at:
             self._timer_wakes_at = None
             self._timer_task.cancel()
             self._timer_task = self.create_task(self._timer_loop(), name="waves-timer")
@@ -877,9 +952,6 @@ class WavesTTSService(TTSService):
             await self.push_error_frame(frame)
 
 
-#: Connections closed right after opening, in a row, before the service gives up.
-_QUICK_FAILURES_TO_GIVE_UP = 6
-
 #: Close codes some servers use for a rejected credential.
 _AUTH_CLOSE_CODES = frozenset({4001, 4003, 4401, 4403})
 
@@ -890,6 +962,15 @@ def _mentions_auth(text: str) -> bool:
         word in lowered
         for word in ("unauthori", "api key", "api_key", "apikey", "authenticat", "forbidden")
     )
+
+
+def _close_kind(code: int | None, reason: str) -> rc.Close:
+    """What a close by the server says: the key, a socket limit, or a plain drop."""
+    if _mentions_auth(reason) or code in _AUTH_CLOSE_CODES:
+        return rc.Close.AUTH
+    if is_refusal_close(code):
+        return rc.Close.REFUSED
+    return rc.Close.DROPPED
 
 
 def _category(error: rs.ServerError) -> ErrorCategory:

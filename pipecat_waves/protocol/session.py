@@ -51,6 +51,9 @@ RETRY_LARGEST_S = 2.0
 #: Error code of a reply given up after losing its connection too often.
 CONNECTION_LOST = "CONNECTION_LOST"
 
+#: Why a reply that arrives while the server cannot be reached fails.
+UNREACHABLE_REASON = "the server cannot be reached; the reply was dropped rather than spoken late"
+
 #: An idle socket closed sooner than this is not taken for the server's idle timeout.
 MIN_IDLE_TIMEOUT_TRAIT_S = 2.0
 
@@ -213,10 +216,10 @@ class SessionConfig:
             their turn here, with no clock running.
         retry_budget_s: How long a reply refused for the concurrency limit,
             while none of our own replies holds a slot, keeps being retried.
-        outage_budget_s: How long replies wait for a connection while none is
-            open. After that each waiting reply fails once, and so does any
-            new one until a connection opens: a reply spoken long after its
-            moment is worse than none (and is billed).
+
+    How long a reply may wait for a connection during an outage is not the
+    session's to judge: the reconnect policy (:mod:`.reconnect`) owns the one
+    outage clock and the shell calls :meth:`WavesSession.unreachable`.
     """
 
     sample_rate: int = 24000
@@ -231,7 +234,6 @@ class SessionConfig:
     max_connections: int = 4
     max_replies_in_flight: int = 2
     retry_budget_s: float = 10.0
-    outage_budget_s: float = 10.0
 
 
 class ConnState(enum.Enum):
@@ -326,7 +328,9 @@ class WavesSession:
         # legacy buffering fields beside a context_id).
         self._send_complete_backoff = True
         self._apply_traits(self._given_traits)
-        self._outage_since: float | None = None  # a reply waits and no connection is open
+        # The server cannot be reached (see unreachable()): replies that would
+        # wait for a connection fail at once until one opens.
+        self._unreachable = False
         # Replies that failed, so text still arriving for them starts nothing.
         self._failed: deque[str] = deque(maxlen=GAP_MEMORY)
 
@@ -402,13 +406,23 @@ class WavesSession:
         """Open the first connections: one for the first reply, plus the spares."""
         return self._request_connections(1 + self.config.spare_connections, "warm start")
 
-    def connection_opened(self, conn: int, now: float) -> list[Output]:
-        """A connection the shell opened is ready."""
+    def connection_opened(self, conn: int, now: float, *, prove: bool = False) -> list[Output]:
+        """A connection the shell opened is ready.
+
+        Args:
+            conn: The connection.
+            now: Current time in seconds.
+            prove: Ask the server to answer on it at once (a ping, where the
+                server takes pings), so that a reconnect after an outage is
+                known to work within one round trip.
+        """
         self._opening = max(0, self._opening - 1)
-        self._outage_since = None
+        self._unreachable = False
         self._conns[conn] = _Conn(conn, ConnState.SPARE, last_sent_at=now, last_recv_at=now)
         out: list[Output] = []
-        if self._keepalive.ping_supported is None and not any(
+        if prove and self._keepalive.ping_supported:
+            out.append(self._ping(self._conns[conn], now))
+        elif self._keepalive.ping_supported is None and not any(
             c.ping_sent_at is not None for c in self._conns.values()
         ):
             # Learn at once whether the server answers pings, on an idle socket
@@ -910,7 +924,7 @@ class WavesSession:
 
     def poll(self, now: float) -> list[Output]:
         """Act on time passing: reply ends, retries, keep-alives and stall probes."""
-        out: list[Output] = self._fail_waiting_replies(now)
+        out: list[Output] = self._fail_waiting_replies(now, UNREACHABLE_REASON)
         for info in list(self._replies.values()):
             out.extend(self._check_reply(info, now))
         for conn in list(self._conns.values()):
@@ -926,8 +940,11 @@ class WavesSession:
         cue to ask again.
         """
         due = [now + self._keepalive.interval_s]
-        if self._outage_since is not None:
-            due.append(self._outage_since + self.config.outage_budget_s)
+        if self._unreachable and any(
+            i.conn is None and not i.reply.state.ended and i.error is None and i.retry is None
+            for i in self._replies.values()
+        ):
+            due.append(now)  # a reply arrived while the server is unreachable
         for info in self._replies.values():
             reply = info.reply
             if reply.state.ended:
@@ -1014,21 +1031,29 @@ class WavesSession:
                 conn = self._spare()
                 if conn is None:
                     waiting += 1
-                    if self._outage_since is None and not any(c.open for c in self._conns.values()):
-                        self._outage_since = now
                     break
                 self._bind(info, conn)
             out.extend(self._send_ready(info, now))
         out.extend(self._keep_pool(waiting, now))
         return out
 
-    def _fail_waiting_replies(self, now: float) -> list[Output]:
-        """Fail the replies that waited out an outage (see ``outage_budget_s``)."""
-        since = self._outage_since
-        if since is None or now - since < self.config.outage_budget_s:
-            return []
-        if any(c.open for c in self._conns.values()):
-            self._outage_since = None
+    def unreachable(self, now: float, reason: str) -> list[Output]:
+        """The server cannot be reached: fail every reply that waits for a connection.
+
+        Called by the shell when its reconnect policy judges the outage too
+        long to wait out. Each waiting reply fails once (a reply spoken long
+        after its moment is worse than none, and is billed), and so does any
+        new one until a connection opens.
+
+        Args:
+            now: Current time in seconds.
+            reason: Why, for the replies' errors.
+        """
+        self._unreachable = True
+        return self._fail_waiting_replies(now, reason)
+
+    def _fail_waiting_replies(self, now: float, reason: str) -> list[Output]:
+        if not self._unreachable or any(c.open for c in self._conns.values()):
             return []
         out: list[Output] = []
         for info in list(self._replies.values()):
@@ -1036,12 +1061,7 @@ class WavesSession:
                 continue
             if info.retry is not None:
                 continue  # refused, not waiting: its own retry budget applies
-            info.error = rs.ServerError(
-                rs.Envelope(),
-                f"no connection to the server for {now - since:.0f} s; the reply was dropped "
-                "rather than spoken late",
-                CONNECTION_LOST,
-            )
+            info.error = rs.ServerError(rs.Envelope(), reason, CONNECTION_LOST)
             info.error_at = now
             out.extend(self._check_reply(info, now, force=True))
         return out

@@ -1,4 +1,4 @@
-"""Replies during an outage: bounded in time, failed once, never spoken late."""
+"""Replies during an outage: failed once when the shell says so, never spoken late."""
 
 from __future__ import annotations
 
@@ -6,17 +6,23 @@ from pipecat_waves.protocol import session as sn
 from tests.protocol.test_session import PARAMS, make_session, of_type, ready, say
 
 
-def test_a_reply_that_cannot_start_during_an_outage_fails_once_after_the_budget():
-    s = make_session(outage_budget_s=5.0)
+def test_a_waiting_reply_has_no_clock_of_its_own():
+    s = make_session()
     s.start()  # no connection ever opens
     out = say(s, "ctx-a", "Hello there.", now=0.0)
     assert not of_type(out, sn.Send)
-    assert s.next_deadline(0.0) <= 5.0, "the timer wakes for the budget"
-    assert not of_type(s.poll(4.9), sn.ContextFailed)
-    failed = of_type(s.poll(5.0), sn.ContextFailed)
+    # The outage clock is the reconnect policy's: the session never gives up alone.
+    assert not of_type(s.poll(600.0), sn.ContextFailed)
+
+
+def test_a_reply_waiting_when_the_server_is_unreachable_fails_once():
+    s = make_session()
+    s.start()
+    say(s, "ctx-a", "Hello there.", now=0.0)
+    failed = of_type(s.unreachable(2.0, "gone for 2 s"), sn.ContextFailed)
     assert [f.context_id for f in failed] == ["ctx-a"]
     assert failed[0].error.code == sn.CONNECTION_LOST
-    assert "rather than spoken late" in failed[0].error.message
+    assert failed[0].error.message == "gone for 2 s"
     # Failed once: later polls and later text of the same reply start nothing.
     assert not of_type(s.poll(6.0), sn.ContextFailed)
     assert s.send_text("ctx-a", "More text.", PARAMS, 6.0) == []
@@ -25,17 +31,31 @@ def test_a_reply_that_cannot_start_during_an_outage_fails_once_after_the_budget(
     assert not [o for o in of_type(out, sn.Send) if o.message.get("text")]
 
 
-def test_replies_arriving_during_a_long_outage_fail_at_once():
-    s = make_session(outage_budget_s=5.0)
+def test_replies_arriving_while_unreachable_fail_at_the_next_poll():
+    s = make_session()
     s.start()
-    say(s, "ctx-a", "First.", now=0.0)
-    s.poll(5.0)
+    s.unreachable(2.0, "gone")
     say(s, "ctx-b", "Second.", now=8.0)
-    assert [f.context_id for f in of_type(s.poll(8.0), sn.ContextFailed)] == ["ctx-b"]
+    assert s.next_deadline(8.0) <= 8.0, "the timer wakes at once for it"
+    failed = of_type(s.poll(8.0), sn.ContextFailed)
+    assert [f.context_id for f in failed] == ["ctx-b"]
+    assert "rather than spoken late" in failed[0].error.message
+
+
+def test_a_connection_that_opens_ends_the_unreachable_spell():
+    s = make_session()
+    s.start()
+    s.unreachable(2.0, "gone")
+    s.connection_opened(1, 3.0)
+    out = say(s, "ctx-c", "Back again.", now=3.5)
+    assert [o.message["text"] for o in of_type(out, sn.Send) if o.message.get("text")] == [
+        "Back again."
+    ]
+    assert not of_type(s.poll(3.5), sn.ContextFailed)
 
 
 def test_a_reply_whose_connection_comes_back_in_time_is_spoken():
-    s = make_session(outage_budget_s=5.0)
+    s = make_session()
     s.start()
     say(s, "ctx-a", "Hello there.", now=0.0)
     out = s.connection_opened(1, 4.0)
@@ -45,9 +65,10 @@ def test_a_reply_whose_connection_comes_back_in_time_is_spoken():
     assert not of_type(s.poll(20.0), sn.ContextFailed)
 
 
-def test_a_reply_waiting_behind_others_while_connections_work_has_no_clock():
-    s = make_session(outage_budget_s=1.0, max_replies_in_flight=1)
+def test_unreachable_fails_nothing_while_a_connection_is_open():
+    s = make_session(max_replies_in_flight=1)
     ready(s)
     say(s, "ctx-a", "First reply.", now=0.0)
     say(s, "ctx-b", "Second reply.", now=0.0)
+    assert not of_type(s.unreachable(1.0, "gone"), sn.ContextFailed)
     assert not of_type(s.poll(30.0), sn.ContextFailed)

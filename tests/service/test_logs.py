@@ -69,7 +69,9 @@ async def test_each_reconnect_attempt_is_logged_once_not_per_socket():
     listener.close()
     await listener.wait_closed()
     lines = [(lvl, m) for lvl, m in records if "Cannot reach" in m]
-    # The main and the spare socket both retry; the old log had a line for each.
+    # The main and the spare socket both try once; then one task alone retries
+    # a server that is down, and each attempt is one line, a warning only first.
     assert attempts >= 10
     assert [lvl for lvl, _ in lines].count("WARNING") == 1
-    assert len(lines) <= attempts // 2 + 1, (len(lines), attempts)
+    # (An attempt cut short by the pipeline's end is counted but never logged.)
+    assert attempts - 1 <= len(lines) <= attempts, (len(lines), attempts)

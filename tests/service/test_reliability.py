@@ -16,6 +16,7 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
+from tests.service.conversation import Conversation, run_conversation
 from tests.service.helpers import (
     API_KEY,
     contexts_in_order,
@@ -188,13 +189,42 @@ async def test_a_refusal_that_clears_is_retried_quietly(reject_with):
 
 
 @pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
-async def test_a_refusal_that_lasts_is_reported_once(reject_with):
-    down, up = await _blocked_server_run(reject_with, blocked_s=3.6)
-    assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
-    errs = errors(up)
+async def test_a_refusal_that_lasts_is_reported_once_and_the_service_fails_over(reject_with):
+    async with server_with(max_connections=1, reject_with=reject_with) as server:
+        blocker = await websockets.connect(
+            server.ws_base_url + "/waves/v1/tts/live",
+            additional_headers={"Authorization": f"Bearer {API_KEY}"},
+        )
+        service = make_service(server, reconnect_backoff_s=(0.1, 0.4), failover_after_s=0.6)
+        usable: list[bool] = []
+        reported = asyncio.Event()
+
+        @service.event_handler("on_usable_changed")
+        async def on_usable_changed(_service, is_usable):
+            usable.append(is_usable)
+            if not is_usable:
+                reported.set()
+
+        talk = Conversation(token_gap_s=0)
+        talk.wait(lambda: False in usable, 10.0, "reported unusable")
+        talk.wait(lambda: usable == [False, True], 10.0, "usable again")
+        talk.say("booked", "Booked for eight.")
+        talk.wait_heard(1, then_quiet_s=0.1, timeout_s=10.0, label="reply heard")
+
+        async def release() -> None:
+            # The other client lets go once the service has reported the refusal.
+            await asyncio.wait_for(reported.wait(), 10.0)
+            await blocker.close()
+
+        releasing = asyncio.create_task(release())
+        result = await run_conversation(service, talk)
+        await releasing
+    assert talk.timed_out == []
+    errs = result.errors
     assert len(errs) == 1, [e.error for e in errs]
     assert errs[0].category is ErrorCategory.RATE_LIMIT
     assert "concurrency" in errs[0].error
+    assert heard([e.frame for e in result.down], "Booked for eight.") == ["Booked", "for", "eight."]
 
 
 async def test_keepalive_is_a_ping_never_a_synthesis_request():
