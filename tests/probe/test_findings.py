@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipecat_waves.probe import findings as f
 from pipecat_waves.protocol import responses as rs
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 RATE = 16000
 

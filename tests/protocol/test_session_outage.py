@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipecat_waves.protocol import session as sn
 from tests.protocol.test_session import PARAMS, make_session, of_type, ready, say
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 
 def test_a_reply_that_cannot_start_during_an_outage_fails_once_after_the_budget():
