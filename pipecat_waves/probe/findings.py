@@ -199,11 +199,22 @@ def round_delay_ms(seconds: float) -> int:
     return int(round(seconds * 10) * 100)
 
 
+def rounded_seconds(seconds: float) -> float | int:
+    """A measured duration rounded so that jitter around a value gives that value.
+
+    Whole seconds from 1 s up, else tenths (never below 0.1 s: a duration was
+    measured). The choice of unit follows the *rounded* value, so 0.98 s and
+    1.02 s both give 1, not 1.0 the one time and 1 the other.
+    """
+    tenths = round(seconds, 1)
+    if tenths >= 1:
+        return round(seconds)
+    return max(0.1, tenths)
+
+
 def shown_seconds(seconds: float) -> str:
-    """A measured duration in words stable across runs (nearest second, or 0.1 s below 1 s)."""
-    if seconds >= 1:
-        return f"{round(seconds):.0f} s"
-    return f"{seconds:.1f} s"
+    """A measured duration in words stable across runs (see :func:`rounded_seconds`)."""
+    return f"{rounded_seconds(seconds)} s"
 
 
 # ------------------------------------------------------------------ findings
@@ -274,9 +285,7 @@ def idle_finding(point: str, asked: str, closed_at: float | None, waited_s: floa
         )
     switches: dict[str, Any] = {}
     if asked == "no ?timeout=":
-        # Never 0: a socket closed within 50 ms still lasted some time.
-        shown = max(0.1, round(closed_at, 1)) if closed_at < 1 else round(closed_at)
-        switches = {"idle_timeout_s": shown}
+        switches = {"idle_timeout_s": rounded_seconds(closed_at)}
     return Finding(
         point, f"closed after {shown_seconds(closed_at)}", f"{asked}; {ms(closed_at)}", switches
     )

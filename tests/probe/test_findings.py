@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipecat_waves.probe import findings as f
 from pipecat_waves.protocol import responses as rs
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 RATE = 16000
 
@@ -80,3 +85,25 @@ def test_an_idle_check_refused_at_the_upgrade_is_a_finding() -> None:
 def test_an_idle_close_within_moments_is_never_a_zero_timeout() -> None:
     found = f.idle_finding("idle timeout (default)", "no ?timeout=", 0.02, 65.0)
     assert found.switches == {"idle_timeout_s": 0.1}
+
+
+def test_the_same_idle_timeout_measured_either_side_of_it_reads_the_same() -> None:
+    # A server closing at 1 s is measured a little early one run, a little late the next.
+    for point, asked in [("idle timeout (default)", "no ?timeout="), ("?timeout=1", "?timeout=1")]:
+        early = f.idle_finding(point, asked, 0.97, 3.0)
+        late = f.idle_finding(point, asked, 1.03, 3.0)
+        assert early.observed == late.observed == "closed after 1 s"
+        assert early.switches == late.switches
+    switch = f.idle_finding("idle timeout (default)", "no ?timeout=", 0.97, 3.0).switches
+    assert repr(switch["idle_timeout_s"]) == "1"
+
+
+def test_shown_seconds_keeps_tenths_only_below_a_second() -> None:
+    assert [f.shown_seconds(s) for s in (0.02, 0.6, 0.94, 0.96, 1.4, 4.02)] == [
+        "0.1 s",
+        "0.6 s",
+        "0.9 s",
+        "1 s",
+        "1 s",
+        "4 s",
+    ]

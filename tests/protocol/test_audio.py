@@ -9,6 +9,9 @@ import pytest
 
 from pipecat_waves.protocol.audio import PcmAligner, duration_s
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 
 def random_splits(data: bytes, rng: random.Random, max_piece: int) -> list[bytes]:
     """Cut ``data`` into pieces of 0 to ``max_piece`` bytes (empty pieces included)."""

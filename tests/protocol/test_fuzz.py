@@ -13,6 +13,7 @@ import json
 import tracemalloc
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,9 @@ from pipecat_waves.protocol.requests import (
 )
 from pipecat_waves.protocol.responses import ResponseError, ServerEvent, parse_message
 from pipecat_waves.server.http import BodyError, decode_body
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 #: Field names the parsers look at, so generated objects hit real code paths.
 _FIELDS = [

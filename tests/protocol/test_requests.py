@@ -21,6 +21,9 @@ from pipecat_waves.protocol.requests import (
     parse_request,
 )
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 #: Every field the documents name for a live-socket client message.
 DOCUMENTED_FIELDS = frozenset(
     {

@@ -26,6 +26,9 @@ from pipecat_waves.protocol.responses import (
     word_timestamp_message,
 )
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 FULL_ENVELOPE = Envelope(
     request_id="task_1",
     external_request_id="mine-1",

@@ -8,9 +8,14 @@ segmentations, chunkings and completes.
 
 from __future__ import annotations
 
+import pytest
+
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.requests import VoiceParams, parse_request
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 RATE = 16000
 PARAMS = VoiceParams(voice_id="avery", sample_rate=RATE, word_timestamps=True)

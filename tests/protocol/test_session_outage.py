@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from pipecat_waves.protocol import session as sn
 from tests.protocol.test_session import PARAMS, make_session, of_type, ready, say
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 
 def test_a_waiting_reply_has_no_clock_of_its_own():

@@ -14,12 +14,16 @@ from __future__ import annotations
 import itertools
 import re
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.requests import VoiceParams
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 RATE = 16000
 BYTES_PER_CHAR = 320  # 10 ms of audio per character

@@ -12,6 +12,9 @@ from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.traits import ServerTraits
 from tests.protocol.test_session import PARAMS, error, make_session, ready, say, sends
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 
 def report(*findings: Finding) -> ProbeReport:
     return ProbeReport("ws://127.0.0.1:1", 569, list(findings))

@@ -24,6 +24,9 @@ from tests.server.conftest import (
     wait_until,
 )
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 # ------------------------------------------------------------------ one-shot
 
 

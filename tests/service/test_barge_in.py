@@ -18,6 +18,9 @@ from tests.service.helpers import (
     split_at_interruption,
 )
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 LONG_REPLY = (
     "Let me tell you about our menu. We have seven kinds of pasta tonight. "
     "There is also a fish special with lemon and herbs. Desserts are made fresh every day. "

@@ -16,6 +16,9 @@ from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
 from tests.service.helpers import API_KEY, errors, heard, llm_turn, make_service, run
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 
 class _StatusServer:
     """Answers every live upgrade with one HTTP status, counting the attempts."""

@@ -55,9 +55,10 @@ from tests.support.tones import Tone, decode_tones, transcribe_tones, word_pitch
 
 # ------------------------------------------------------------------ the matrix
 
-#: Audio at five times real time (100 ms chunks every 20 ms) after a 60 ms
-#: first-byte delay: replies stream quickly, yet a barge-in still lands mid-reply.
-TIMING = {"ttfb_ms": 60, "chunk_ms": 100, "chunk_interval_ms": 20}
+#: Audio at ten times real time (100 ms chunks every 10 ms) after a 60 ms
+#: first-byte delay: replies stream quickly, yet a barge-in still lands mid-reply
+#: (the reply talked over lasts a second; the barge-in comes 0.25 s into it).
+TIMING = {"ttfb_ms": 60, "chunk_ms": 100, "chunk_interval_ms": 10}
 
 #: The open readings, each a set of ServerBehaviour switches. The first value
 #: of each dimension is the friendlier reading. Segmentation "default" leaves
@@ -134,7 +135,7 @@ MATRIX: list[dict[str, str]] = [
 ]
 
 #: The script moves on once no audio has come for this long: several chunk
-#: intervals (20 ms) plus a segment's first byte (60 ms). Moving on early is
+#: intervals (10 ms) plus a segment's first byte (60 ms). Moving on early is
 #: harmless (the next reply just queues sooner); it only paces the script.
 QUIET_S = 0.15
 
@@ -144,7 +145,7 @@ MODES = {"sentence": TextAggregationMode.SENTENCE, "token": TextAggregationMode.
 #: N+1 was written before N finished (measured at the transport side of the
 #: service, so client buffering counts). With word timestamps the client can
 #: tell the moment N's last word has arrived, so what is left is the server's
-#: 60 ms first byte for N+1, a 20 ms chunk interval, a quarter second for the
+#: 60 ms first byte for N+1, a 10 ms chunk interval, a quarter second for the
 #: client to be sure N is over, and scheduling slack on a loaded two-core
 #: machine: 0.6 s.
 MAX_GAP_WITH_WORDS_S = 0.6

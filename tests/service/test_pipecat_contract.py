@@ -13,12 +13,16 @@ import tomllib
 from importlib.metadata import version
 from pathlib import Path
 
+import pytest
 from packaging.specifiers import SpecifierSet
 from pipecat.services.tts_service import TTSContext, TTSService
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 from pipecat_waves import WavesTTSService
 from pipecat_waves.first_clause import FirstClauseAggregator
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from pipecat.frames.frames import (
     TTSSpeakFrame,
     TTSStartedFrame,
@@ -23,6 +24,9 @@ from tests.service.helpers import (
     make_service,
     run,
 )
+
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
 
 REPLY = "Hello there. I can help you book a table tonight. What time suits you best?"
 

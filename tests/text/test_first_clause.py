@@ -9,6 +9,9 @@ from pipecat.utils.text.base_text_aggregator import TextType
 
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator, early_cut
 
+#: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
+pytestmark = pytest.mark.quick
+
 RULE = FirstClause(min_clause_words=2, max_words=8, max_wait_s=0.4, min_budget_words=3)
 
 
