@@ -274,7 +274,11 @@ def test_serve_without_the_voice_extra_refuses_at_start_up(
     capsys, no_api_key, monkeypatch: pytest.MonkeyPatch, module: str
 ):
     # As when the extra is missing: importing Piper fails (even if another
-    # test of this process has loaded the voice already).
+    # test of this process has loaded the voice already: a submodule already
+    # imported would be found in sys.modules without its parent, so each one
+    # under the missing module goes too).
+    for name in [m for m in sys.modules if m == module or m.startswith(f"{module}.")]:
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.setitem(sys.modules, module, None)
     done = _cli(capsys, "serve", "--no-auth", "--port", "0")
     assert done.returncode == 1
