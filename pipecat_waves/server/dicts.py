@@ -314,4 +314,3 @@ def input_words(synthesis: Synthesis, rewritten: Rewrite) -> Synthesis:
         merged.append(WordSpan(word, spans[at].start, spans[at + n - 1].end))
         at += n
     return Synthesis(pcm=synthesis.pcm, sample_rate=synthesis.sample_rate, words=tuple(merged))
-
