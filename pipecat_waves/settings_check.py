@@ -19,9 +19,10 @@ def settings_problem(settings: Any) -> str | None:
     """The first setting Waves would refuse, named with the fix; None if all is well.
 
     Checked: that a model is named, the voice id's form, the speed range, the
-    content filter action and the form of the pronunciation dictionary ids. Whether the model or the voice exists only the
-    server knows: new models appear, so a model this version does not know is
-    sent as given (see :func:`unknown_model`).
+    content filter action and the form of the pronunciation dictionary ids.
+    Whether the model, the voice or a dictionary exists only the server knows:
+    new models appear, so a model this version does not know is sent as given
+    (see :func:`unknown_model`).
     """
     model = _value(settings, "model")
     if not isinstance(model, str) or not model.strip():
