@@ -793,9 +793,7 @@ class WavesSession:
         out.extend(self._dispatch(now))
         return out
 
-    def _on_dicts_refused(
-        self, conn: _Conn, info: _ReplyInfo | None, now: float
-    ) -> list[Output]:
+    def _on_dicts_refused(self, conn: _Conn, info: _ReplyInfo | None, now: float) -> list[Output]:
         """The socket will not take ``pronunciation_dicts``: send replies without it.
 
         As with ``complete_backoff_ms``, the refused context got none of its
