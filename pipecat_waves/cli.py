@@ -1,7 +1,8 @@
 """Command line of pipecat-waves.
 
 ``pipecat-waves say "text" -o out.wav`` speaks text into a WAV file,
-``pipecat-waves voices`` lists the voices, ``pipecat-waves demo`` runs a short
+``pipecat-waves voices`` lists the voices, ``pipecat-waves dicts`` manages
+pronunciation dictionaries, ``pipecat-waves demo`` runs a short
 spoken conversation with a barge-in, ``pipecat-waves probe`` checks how a
 server answers the protocol's open points, and ``pipecat-waves serve`` runs the
 local Waves-compatible server (``--like FILE`` makes it answer as a probed one).
@@ -68,6 +69,7 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_say(commands)
     _add_voices(commands)
+    _add_dicts(commands)
     _add_probe(commands)
     demo = commands.add_parser(
         "demo", help="speak a short conversation with a barge-in into a WAV file"
@@ -159,6 +161,57 @@ def _add_say(commands: Any) -> None:
 def _add_voices(commands: Any) -> None:
     voices = commands.add_parser("voices", help="list the voices")
     _add_endpoint_options(voices)
+
+
+def _add_dicts(commands: Any) -> None:
+    from pipecat_waves.dict_commands import FILE_FORMAT
+
+    dicts = commands.add_parser(
+        "dicts",
+        help="list, create, update or delete pronunciation dictionaries",
+        description="Pronunciation dictionaries: words spoken the way you write them down.\n\n"
+        + FILE_FORMAT,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = dicts.add_subparsers(dest="action", required=True, metavar="ACTION")
+    made = [
+        actions.add_parser("list", help="show each dictionary's id and pairs"),
+        actions.add_parser("create", help="make a dictionary from FILE; prints its id"),
+        actions.add_parser("update", help="replace the pairs of dictionary ID with FILE's"),
+        actions.add_parser("delete", help="delete dictionary ID"),
+    ]
+    for parser in made:
+        name = parser.prog.rsplit(" ", 1)[-1]
+        if name in ("update", "delete"):
+            parser.add_argument("id", metavar="ID", help="the dictionary's id ('dicts list')")
+        if name in ("create", "update"):
+            parser.add_argument("file", metavar="FILE", help="word/pronunciation pairs")
+            parser.description = FILE_FORMAT
+            parser.formatter_class = argparse.RawDescriptionHelpFormatter
+        parser.add_argument(
+            "--api-key", help="Waves API key (default: $WAVES_API_KEY, then $SMALLEST_API_KEY)"
+        )
+        parser.add_argument(
+            "--base-url",
+            help="server origin (default: https://api.smallest.ai); "
+            "http://127.0.0.1:8765 for a 'pipecat-waves serve'",
+        )
+        add_verbosity(parser)
+
+
+def _run_dicts(args: argparse.Namespace) -> int:
+    from pipecat_waves.dict_commands import run_dicts
+
+    return _report(
+        lambda: run_dicts(
+            args.action,
+            api_key=api_key_from(args.api_key),
+            base_url=args.base_url,
+            dict_id=getattr(args, "id", None),
+            file=Path(args.file) if getattr(args, "file", None) else None,
+        ),
+        verbosity=args.verbose,
+    )
 
 
 def _add_probe(commands: Any) -> None:
@@ -293,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run_say(args)
         if args.command == "voices":
             return _run_voices(args)
+        if args.command == "dicts":
+            return _run_dicts(args)
         if args.command == "demo":
             return _run_demo(args)
         if args.command == "probe":

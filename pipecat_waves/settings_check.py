@@ -18,10 +18,11 @@ def _value(settings: Any, name: str) -> Any:
 def settings_problem(settings: Any) -> str | None:
     """The first setting Waves would refuse, named with the fix; None if all is well.
 
-    Checked: that a model is named, the voice id's form, the speed range and
-    the content filter action. Whether the model or the voice exists only the
-    server knows: new models appear, so a model this version does not know is
-    sent as given (see :func:`unknown_model`).
+    Checked: that a model is named, the voice id's form, the speed range, the
+    content filter action and the form of the pronunciation dictionary ids.
+    Whether the model, the voice or a dictionary exists only the server knows:
+    new models appear, so a model this version does not know is sent as given
+    (see :func:`unknown_model`).
     """
     model = _value(settings, "model")
     if not isinstance(model, str) or not model.strip():
@@ -49,6 +50,22 @@ def settings_problem(settings: Any) -> str | None:
     content_filter = _value(settings, "content_filter")
     if content_filter is not None and content_filter not in ("reject", "flag"):
         return f"content_filter {content_filter!r} is not 'reject', 'flag' or None"
+    return dicts_problem(_value(settings, "pronunciation_dicts"))
+
+
+def dicts_problem(dicts: Any) -> str | None:
+    """What is wrong with a ``pronunciation_dicts`` setting; None if nothing."""
+    if dicts is None:
+        return None
+    fix = "run `pipecat-waves dicts list` to see your dictionary ids"
+    if isinstance(dicts, str) or not isinstance(dicts, list | tuple):
+        return f"pronunciation_dicts must be a list of dictionary ids, not {type(dicts).__name__}"
+    for dict_id in dicts:
+        if not c.is_valid_id(dict_id):
+            shown = repr(dict_id) if isinstance(dict_id, str) and len(dict_id) <= 40 else "given"
+            return f"pronunciation dictionary id {shown} is malformed; {fix}"
+    if len(set(dicts)) != len(dicts):
+        return "pronunciation_dicts names a dictionary twice; list each id once"
     return None
 
 

@@ -98,12 +98,18 @@ class WavesTTSSettings(TTSSettings):
         math_notation: Read digit-flanked operators as words ("2 + 2").
         number_pronunciation_language: Language used to read numbers.
         content_filter: ``"reject"`` or ``"flag"`` profanity handling, or None.
+        pronunciation_dicts: Ids of pronunciation dictionaries to speak with
+            (``pipecat-waves dicts list`` shows them), or None. The live
+            socket does not declare the field: it is sent there only while the
+            server takes it, and the first refusal stops it for the session,
+            with one warning that the dictionaries are not applied.
     """
 
     speed: float | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
     math_notation: bool | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
     number_pronunciation_language: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
     content_filter: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
+    pronunciation_dicts: list[str] | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
 
 
 def _given(value: Any) -> Any:
@@ -248,6 +254,7 @@ class WavesTTSService(TTSService):
             math_notation=None,
             number_pronunciation_language=None,
             content_filter=None,
+            pronunciation_dicts=None,
         )
         if settings is not None:
             default_settings.apply_update(settings)
@@ -455,6 +462,7 @@ class WavesTTSService(TTSService):
             math_notation=_given(s.math_notation),
             number_pronunciation_language=_given(s.number_pronunciation_language),
             content_filter=_given(s.content_filter),
+            pronunciation_dicts=tuple(_given(s.pronunciation_dicts) or ()) or None,
         )
 
     async def _update_settings(self, delta: TTSSettings) -> dict[str, Any]:  # type: ignore[override]

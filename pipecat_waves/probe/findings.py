@@ -547,3 +547,47 @@ def chunk_finding(sizes: dict[int, list[int]]) -> Finding:
     switches = {"chunk_ms": round(max(per_ms))} if per_ms else {}
     evidence = ", ".join(f"{r}: {len(c)} chunks" for r, c in sorted(sizes.items()))
     return Finding("audio per chunk", ", ".join(parts), evidence, switches)
+
+
+#: Audio at least this much longer with a dictionary than without it means
+#: the dictionary was applied (its pronunciation is many words long).
+DICT_APPLIED_RATIO = 1.5
+
+
+def dicts_finding(plain: Exchange, with_dicts: Exchange, rate: int) -> Finding:
+    """What the live socket did with ``pronunciation_dicts`` naming a dictionary.
+
+    Args:
+        plain: A one-shot request without the field.
+        with_dicts: The same text naming a dictionary whose pronunciation of
+            one of its words is many words long.
+        rate: The sample rate of both.
+    """
+    from pipecat_waves.protocol.traits import DICTS_POINT
+
+    problem = errors(with_dicts)
+    if problem:
+        return Finding(
+            DICTS_POINT,
+            "refused",
+            f"error: {problem[0].message[:80]}",
+            {"pronunciation_dicts_on_socket": "refuse"},
+        )
+    without_s = sum(seg.audio_s for seg in segments(plain, rate))
+    with_s = sum(seg.audio_s for seg in segments(with_dicts, rate))
+    if without_s <= 0 or with_s <= 0:
+        return Finding(DICTS_POINT, "n/a", "no audio to compare", {})
+    applied = with_s >= without_s * DICT_APPLIED_RATIO
+    return Finding(
+        DICTS_POINT,
+        "applied" if applied else "ignored",
+        f"{ms(with_s)} of audio with the dictionary, {ms(without_s)} without",
+        {"pronunciation_dicts_on_socket": "apply" if applied else "ignore"},
+    )
+
+
+def dicts_unavailable_finding(reason: str) -> Finding:
+    """The probe could not make a dictionary to name, so the point stays open."""
+    from pipecat_waves.protocol.traits import DICTS_POINT
+
+    return Finding(DICTS_POINT, "n/a", reason[:80], {})

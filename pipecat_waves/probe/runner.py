@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -22,7 +22,12 @@ from websockets.exceptions import ConnectionClosed
 from pipecat_waves.connection import WavesConnectError, live_url, open_socket
 from pipecat_waves.probe import findings as f
 from pipecat_waves.protocol import responses as rs
-from pipecat_waves.protocol.constants import MAX_COMPLETE_BACKOFF_MS, MODELS, SAMPLE_RATES
+from pipecat_waves.protocol.constants import (
+    MAX_COMPLETE_BACKOFF_MS,
+    MODELS,
+    PRONUNCIATION_DICTS_PATH,
+    SAMPLE_RATES,
+)
 from pipecat_waves.protocol.requests import (
     VoiceParams,
     build_cancel,
@@ -58,6 +63,11 @@ QUIET_CLOSE = "All done here."
 BAD_VOICE = "Bad voice."
 BAD_FIELD = "Bad field."
 CHUNK_TEXT = "Chunk size test."
+#: A word and a much longer way to say it: a dictionary that is applied makes
+#: the audio several times longer.
+DICT_WORD = "WXQ"
+DICT_SAID = "double you ex queue, double you ex queue, double you ex queue"
+DICT_TEXT = f"Say {DICT_WORD}."
 
 
 def probe_texts() -> list[str]:
@@ -76,6 +86,8 @@ def probe_texts() -> list[str]:
         BAD_VOICE,
         BAD_FIELD,
         *([CHUNK_TEXT] * len(SAMPLE_RATES)),
+        DICT_TEXT,
+        DICT_TEXT,
     ]
 
 
@@ -263,6 +275,7 @@ class ProbeRunner:
             report.findings.append(await self._quiet_close())
             report.findings += await self._errors()
             report.findings.append(await self._chunks())
+            report.findings.append(await self._dicts())
             report.findings += await idle
         finally:
             idle.cancel()
@@ -429,6 +442,51 @@ class ProbeRunner:
                 len(e.audio) for _, e in check.exchange.frames if isinstance(e, rs.AudioChunk)
             ]
         return f.chunk_finding(sizes)
+
+    def _http_base(self) -> str:
+        base = self.config.ws_base.rstrip("/")
+        if base.startswith("wss://"):
+            return "https://" + base[len("wss://") :]
+        if base.startswith("ws://"):
+            return "http://" + base[len("ws://") :]
+        return base
+
+    async def _dicts(self) -> f.Finding:
+        """Whether the live socket takes, ignores or refuses ``pronunciation_dicts``.
+
+        A dictionary is made for the check over HTTP and deleted afterwards.
+        """
+        import aiohttp
+
+        url = self._http_base() + PRONUNCIATION_DICTS_PATH
+        headers = {"X-Source": "pipecat-waves-probe"}
+        if self.config.api_key is not None:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        timeout = aiohttp.ClientTimeout(total=self.config.open_timeout_s * 2)
+        item = {"word": DICT_WORD, "pronunciation": DICT_SAID}
+        async with aiohttp.ClientSession(timeout=timeout, headers=headers) as http:
+            try:
+                async with http.post(url, json={"items": [item]}, allow_redirects=False) as r:
+                    made = await r.json(content_type=None) if r.status < 300 else None
+                    status = r.status
+            except (aiohttp.ClientError, TimeoutError, ValueError) as e:
+                return f.dicts_unavailable_finding(f"no dictionary made ({type(e).__name__})")
+            dict_id = made.get("id") if isinstance(made, dict) else None
+            if not isinstance(dict_id, str):
+                return f.dicts_unavailable_finding(f"no dictionary made (HTTP {status})")
+            try:
+                exchanges = []
+                for dicts in (None, (dict_id,)):
+                    params = replace(self._params(), pronunciation_dicts=dicts)
+                    async with self._check() as check:
+                        await check.send(self._one_shot(DICT_TEXT, params), "sent")
+                        await self._collect(check)
+                    exchanges.append(check.exchange)
+            finally:
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                    async with http.delete(url, json={"id": dict_id}, allow_redirects=False):
+                        pass
+        return f.dicts_finding(exchanges[0], exchanges[1], PROBE_RATE)
 
     async def _idle_checks(self) -> list[f.Finding]:
         cases: list[tuple[str, str | None, float]] = [

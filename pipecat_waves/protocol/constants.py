@@ -15,6 +15,9 @@ LIVE_PATH: Final = "/waves/v1/tts/live"
 SYNC_PATH: Final = "/waves/v1/tts"
 #: Path of the voice list. Note the hyphen, unlike the underscore in model names.
 VOICES_PATH: Final = "/waves/v1/lightning-v3.1/get_voices"
+#: Path of the pronunciation dictionaries: ``GET`` lists, ``POST`` creates, and
+#: ``PUT`` and ``DELETE`` name the dictionary by ``id`` in the JSON body.
+PRONUNCIATION_DICTS_PATH: Final = "/waves/v1/pronunciation-dicts"
 
 DEFAULT_BASE_URL: Final = "wss://api.smallest.ai"
 

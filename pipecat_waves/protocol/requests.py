@@ -59,6 +59,9 @@ class VoiceParams:
     math_notation: bool | None = None
     number_pronunciation_language: str | None = None
     content_filter: str | None = None  # "reject" | "flag"
+    #: Ids of pronunciation dictionaries. Documented for HTTP only; on the live
+    #: socket a server may take, ignore or refuse the field.
+    pronunciation_dicts: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ def _voice_fields(params: VoiceParams) -> dict[str, Any]:
         msg["number_pronunciation_language"] = params.number_pronunciation_language
     if params.content_filter is not None:
         msg["content_filter"] = {"enabled": True, "action": params.content_filter}
+    if params.pronunciation_dicts:
+        msg["pronunciation_dicts"] = list(params.pronunciation_dicts)
     return msg
 
 
@@ -337,6 +342,13 @@ def _parse_voice_params(obj: dict[str, Any], voice_required: bool) -> VoiceParam
                 "content_filter",
             )
         content_filter = action
+    dicts = _require_type(obj, "pronunciation_dicts", (list,), "an array of dictionary ids")
+    if dicts is not None and not all(isinstance(d, str) and d for d in dicts):
+        raise RequestError(
+            "INVALID_FIELD",
+            "'pronunciation_dicts' must be an array of dictionary ids",
+            "pronunciation_dicts",
+        )
     return VoiceParams(
         voice_id=voice_id,
         model=model,
@@ -347,6 +359,7 @@ def _parse_voice_params(obj: dict[str, Any], voice_required: bool) -> VoiceParam
         math_notation=math_notation,
         number_pronunciation_language=npl,
         content_filter=content_filter,
+        pronunciation_dicts=tuple(dicts) if dicts else None,
     )
 
 

@@ -28,7 +28,7 @@ import enum
 import re
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
@@ -69,6 +69,11 @@ _RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
 def refuses_complete_backoff(error: rs.ServerError) -> bool:
     """Whether ``error`` refuses the ``complete_backoff_ms`` field itself."""
     return "complete_backoff" in f"{error.code or ''} {error.message}".lower()
+
+
+def refuses_pronunciation_dicts(error: rs.ServerError) -> bool:
+    """Whether ``error`` refuses the ``pronunciation_dicts`` field itself."""
+    return "pronunciation_dicts" in f"{error.code or ''} {error.message}".lower()
 
 
 def is_rate_limit(error: rs.ServerError) -> bool:
@@ -288,6 +293,7 @@ class _ReplyInfo:
     resume_at: int | None = None  # where that context starts (None: first unspoken word)
     wire_seq: int = 0
     asked_no_backoff: bool = False  # its current context was sent complete_backoff_ms
+    asked_dicts: bool = False  # its current context was sent pronunciation_dicts
     # A voice, model or language change mid-reply: text from ``switch_at`` on
     # goes to a new server context with these parameters, once the current
     # one has been spoken (a server context keeps one voice).
@@ -327,6 +333,10 @@ class WavesSession:
         # Cleared for good once a server refuses the field (some refuse the
         # legacy buffering fields beside a context_id).
         self._send_complete_backoff = True
+        # Where the socket is not known to take pronunciation_dicts, the first
+        # refusal teaches the session to send replies without it.
+        self._dicts_refused = False
+        self._dicts_warned = False
         self._apply_traits(self._given_traits)
         # The server cannot be reached (see unreachable()): replies that would
         # wait for a connection fail at once until one opens.
@@ -362,6 +372,7 @@ class WavesSession:
             complete_backoff_with_context=None if self._send_complete_backoff else "refuse",
             idle_timeout_s=early,
             honours_timeout_query=False if early is not None else None,
+            pronunciation_dicts_on_socket="refuse" if self._dicts_refused else None,
         )
         return self._given_traits.merged(learned)
 
@@ -732,6 +743,8 @@ class WavesSession:
         ):
             self._keepalive.ping_refused()
             return [Notice("info", "the server does not answer pings; keep-alive is off")]
+        if refuses_pronunciation_dicts(error):
+            return self._on_dicts_refused(conn, info if live else None, now)
         if refuses_complete_backoff(error):
             return self._on_complete_backoff_refused(conn, info if live else None, now)
         if info is None or not live:
@@ -779,6 +792,48 @@ class WavesSession:
             info.resume_at = attempt.text_start
         out.extend(self._dispatch(now))
         return out
+
+    def _on_dicts_refused(self, conn: _Conn, info: _ReplyInfo | None, now: float) -> list[Output]:
+        """The socket will not take ``pronunciation_dicts``: send replies without it.
+
+        As with ``complete_backoff_ms``, the refused context got none of its
+        text: the reply starts again, without the field, on a new context, and
+        the other fragments of the refused one (refused alike) are dropped.
+        """
+        out: list[Output] = []
+        if not self._dicts_refused:
+            self._dicts_refused = True
+            out.extend(self._dicts_not_applied("the server refuses them on the live socket"))
+        attempt = info.reply.attempt if info is not None else None
+        if info is None or attempt is None or not info.asked_dicts:
+            return out  # another fragment of a context already restarted
+        info.asked_dicts = False
+        info.new_attempt = True
+        if attempt.segments:
+            out.extend(self._retire(conn, "resuming without 'pronunciation_dicts'"))
+            info.conn = None
+        else:
+            info.resume_at = attempt.text_start
+        out.extend(self._dispatch(now))
+        return out
+
+    def _sends_dicts(self) -> bool:
+        """Whether ``pronunciation_dicts`` goes out on the socket (see ServerTraits)."""
+        known = self._given_traits.pronunciation_dicts_on_socket
+        return not self._dicts_refused and known not in ("refuse", "ignore")
+
+    def _dicts_not_applied(self, why: str) -> list[Output]:
+        """The one warning that the user's dictionaries are not applied."""
+        if self._dicts_warned:
+            return []
+        self._dicts_warned = True
+        return [
+            Notice(
+                "warning",
+                f"pronunciation dictionaries are not applied: {why}; replies are spoken "
+                "without them (the HTTP endpoints apply them)",
+            )
+        ]
 
     def _on_refused(
         self, conn: _Conn, info: _ReplyInfo, error: rs.ServerError, now: float
@@ -1107,6 +1162,7 @@ class WavesSession:
         retry = info.retry
         if retry is not None and (retry.wait_for_own or retry.not_before > now):
             return []
+        notices: list[Output] = []
         if info.new_attempt:
             info.new_attempt = False
             info.wire_seq += 1
@@ -1114,6 +1170,7 @@ class WavesSession:
             reply.start_attempt(wire_id, info.resume_at)
             info.resume_at = None
             info.asked_no_backoff = self._send_complete_backoff
+            notices = self._dicts_for_attempt(info)
             self._by_wire[wire_id] = info
             conn.ignore_refusals = False
         attempt = reply.attempt
@@ -1134,14 +1191,29 @@ class WavesSession:
             attempt.close_sent_at = now
         if out:
             conn.last_sent_at = now
-        return out
+        return notices + out
+
+    def _dicts_for_attempt(self, info: _ReplyInfo) -> list[Output]:
+        """Decide, as an attempt starts, whether its fragments carry the dictionaries."""
+        wanted = bool(info.params.pronunciation_dicts)
+        info.asked_dicts = wanted and self._sends_dicts()
+        if not wanted or info.asked_dicts:
+            return []
+        known = self._given_traits.pronunciation_dicts_on_socket
+        why = "the server ignores them on the live socket"
+        if self._dicts_refused or known == "refuse":
+            why = "the server refuses them on the live socket"
+        return self._dicts_not_applied(why)
 
     def _fragment(self, info: _ReplyInfo, text: str, *, more: bool) -> dict:
         attempt = info.reply.attempt
         assert attempt is not None
+        params = info.params
+        if params.pronunciation_dicts and not info.asked_dicts:
+            params = replace(params, pronunciation_dicts=None)
         return rq.build_fragment(
             text,
-            info.params,
+            params,
             context_id=attempt.wire_id,
             more=more,
             max_buffer_delay_ms=info.max_buffer_delay_ms,

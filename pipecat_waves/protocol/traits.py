@@ -27,11 +27,14 @@ if TYPE_CHECKING:
     from pipecat_waves.probe.findings import ProbeReport
 
 BackoffWithContext = Literal["apply", "ignore", "refuse"]
+DictsOnSocket = Literal["apply", "ignore", "refuse"]
 
 _PING_POINT = "ping answered"
 _BACKOFF_POINT = "complete_backoff_ms: 0 with context_id"
 _IDLE_POINT = "idle timeout (default)"
 _TIMEOUT_QUERY_POINT = "idle timeout with ?timeout=1"
+#: The probe's finding on ``pronunciation_dicts`` sent on the live socket.
+DICTS_POINT = "pronunciation_dicts on the live socket"
 #: The probe asks for a 1 s idle timeout; a close this soon honours it.
 QUERY_HONOURED_WITHIN_S = 1.5
 _CLOSED_AFTER_MS = re.compile(r"(\d+) ms$")
@@ -63,19 +66,24 @@ class ServerTraits:
         honours_timeout_query: Whether ``?timeout=`` changes that. Known
             False, keep-alive pings follow ``idle_timeout_s``, not what the
             URL asks for.
+        pronunciation_dicts_on_socket: What the live socket does with
+            ``pronunciation_dicts`` (documented for HTTP only). Known
+            ``"refuse"`` or ``"ignore"``, the field is never sent on it.
     """
 
     answers_pings: bool | None = None
     complete_backoff_with_context: BackoffWithContext | None = None
     idle_timeout_s: float | None = None
     honours_timeout_query: bool | None = None
+    pronunciation_dicts_on_socket: DictsOnSocket | None = None
 
     def __post_init__(self) -> None:
-        if self.complete_backoff_with_context not in (None, "apply", "ignore", "refuse"):
-            raise ValueError(
-                "complete_backoff_with_context must be 'apply', 'ignore', 'refuse' or None, "
-                f"not {self.complete_backoff_with_context!r}"
-            )
+        for name in ("complete_backoff_with_context", "pronunciation_dicts_on_socket"):
+            value = getattr(self, name)
+            if value not in (None, "apply", "ignore", "refuse"):
+                raise ValueError(
+                    f"{name} must be 'apply', 'ignore', 'refuse' or None, not {value!r}"
+                )
         if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
             raise ValueError(f"idle_timeout_s must be above 0, not {self.idle_timeout_s!r}")
 
@@ -167,9 +175,12 @@ class ServerTraits:
             default_short = idle_s is not None and idle_s < QUERY_HONOURED_WITHIN_S
             if not default_short:
                 honours = closed_s is not None and closed_s < QUERY_HONOURED_WITHIN_S
+        dicts = by_point.get(DICTS_POINT)
+        on_socket = dicts.switches.get("pronunciation_dicts_on_socket") if dicts else None
         return cls(
             answers_pings=answers_pings,
             complete_backoff_with_context=with_context,
             idle_timeout_s=idle_s,
             honours_timeout_query=honours,
+            pronunciation_dicts_on_socket=on_socket,
         )

@@ -139,6 +139,10 @@ def build_app(state: ServerState) -> tuple[web.Application, _LiveEndpoint]:
     app.router.add_post(c.LIVE_PATH, http.sse)
     app.router.add_post(c.SYNC_PATH, http.sync)
     app.router.add_get(c.VOICES_PATH, http.voices)
+    app.router.add_get(c.PRONUNCIATION_DICTS_PATH, http.dicts_list)
+    app.router.add_post(c.PRONUNCIATION_DICTS_PATH, http.dicts_create)
+    app.router.add_put(c.PRONUNCIATION_DICTS_PATH, http.dicts_update)
+    app.router.add_delete(c.PRONUNCIATION_DICTS_PATH, http.dicts_delete)
     return app, live
 
 

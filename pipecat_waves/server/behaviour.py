@@ -38,7 +38,12 @@ class ServerBehaviour:
       below the client's 250-character fragment limit, so one fragment may
       come back as several segments;
     * holds a context's concurrency slot until its audio is done, even after
-      the context was closed or cancelled.
+      the context was closed or cancelled;
+    * refuses ``pronunciation_dicts`` on the live socket: the field is
+      documented for the HTTP endpoints only, so a client must not count on
+      the socket taking it, and a refusal is the reading it must cope with
+      (it learns and resends; one that ignores or applies the field asks
+      nothing of it).
 
     The other fields switch on each alternative reading (or inject faults).
 
@@ -116,6 +121,11 @@ class ServerBehaviour:
         interleave_contexts: Synthesize different contexts of one connection
             concurrently, their frames interleaved; otherwise segments of all
             contexts are served first come, first served, one at a time.
+        pronunciation_dicts_on_socket: What a live message carrying
+            ``pronunciation_dicts`` gets: ``"refuse"`` (an ``INVALID_FIELD``
+            error naming the field; the message is not spoken), ``"ignore"``
+            (spoken without the dictionaries) or ``"apply"`` (spoken with
+            them, as the HTTP endpoints always do).
     """
 
     ttfb_ms: float = 0
@@ -145,6 +155,7 @@ class ServerBehaviour:
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     split_odd_bytes: bool = False
     interleave_contexts: bool = False
+    pronunciation_dicts_on_socket: Literal["apply", "ignore", "refuse"] = "refuse"
 
     @classmethod
     def from_probe(cls, report: ProbeReport | dict[str, Any]) -> ServerBehaviour:

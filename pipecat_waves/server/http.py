@@ -1,8 +1,9 @@
-"""HTTP endpoints of the local server: SSE streaming, sync synthesis, voices."""
+"""HTTP endpoints of the local server: SSE streaming, sync synthesis, voices, dictionaries."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -12,6 +13,13 @@ from aiohttp import web
 from loguru import logger
 
 from pipecat_waves.protocol import constants as c
+from pipecat_waves.server.dicts import (
+    DictError,
+    PronunciationDict,
+    parse_dict_id,
+    parse_dict_ids,
+    parse_items,
+)
 from pipecat_waves.server.state import (
     ServerState,
     new_request_id,
@@ -50,7 +58,17 @@ class HttpSynthesisRequest:
     output_format: str
     session_id: str | None
     request_id: str | None
+    pronunciation_dicts: tuple[str, ...] | None = None
+    #: The dictionaries named, once looked up for the request's key.
+    dicts: tuple[PronunciationDict, ...] = ()
 
+
+#: Fields each dictionary request takes; any other is refused.
+_DICT_FIELDS = {
+    "create": frozenset({"items"}),
+    "update": frozenset({"id", "items"}),
+    "delete": frozenset({"id"}),
+}
 
 #: Largest request body read, in bytes: the text limit with room for the rest.
 MAX_BODY_BYTES = 64 * 1024
@@ -131,6 +149,10 @@ def parse_body(body: Any) -> HttpSynthesisRequest:
     output_format = _choice(body, "output_format", _DOCUMENTED_FORMATS, "pcm")
     if output_format not in _LOCAL_FORMATS:
         raise BodyError("output_format", f"The local server cannot produce '{output_format}'")
+    try:
+        dict_ids = parse_dict_ids(body.get("pronunciation_dicts"))
+    except DictError as e:
+        raise BodyError("pronunciation_dicts", e.message) from None
     return HttpSynthesisRequest(
         text=text,
         voice_id=voice_id,
@@ -139,6 +161,7 @@ def parse_body(body: Any) -> HttpSynthesisRequest:
         output_format=output_format,
         session_id=_optional_id(body, "session_id"),
         request_id=_optional_id(body, "request_id"),
+        pronunciation_dicts=dict_ids,
     )
 
 
@@ -146,6 +169,11 @@ def _bad_request(error: BodyError) -> web.Response:
     path = [error.path] if error.path else []
     body = {"error": [{"code": "custom", "path": path, "message": error.message}]}
     return web.json_response(body, status=400)
+
+
+def _dict_refusal(error: DictError) -> web.Response:
+    body = {"error": [{"code": "custom", "path": error.path, "message": error.message}]}
+    return web.json_response(body, status=error.status)
 
 
 class HttpHandlers:
@@ -163,9 +191,17 @@ class HttpHandlers:
         try:
             # Over MAX_BODY_BYTES, aiohttp answers 413 itself (the app's
             # client_max_size) without reading the rest.
-            return decode_body(await request.read())
+            body = decode_body(await request.read())
         except BodyError as e:
             return _bad_request(e)
+        if not body.pronunciation_dicts:
+            return body
+        key = self._state.key_of(request)
+        try:
+            found = self._state.dicts.resolve(key, body.pronunciation_dicts)
+        except DictError as e:
+            return _bad_request(BodyError("pronunciation_dicts", e.message))
+        return dataclasses.replace(body, dicts=found)
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
         """``POST /waves/v1/tts/live``: audio as server-sent events."""
@@ -187,6 +223,7 @@ class HttpHandlers:
             voice_id=body.voice_id,
             speed=body.speed,
             sample_rate=body.sample_rate,
+            dicts=body.dicts,
         )
         response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
@@ -216,6 +253,7 @@ class HttpHandlers:
                 voice_id=admitted.voice_id,
                 speed=admitted.speed,
                 sample_rate=admitted.sample_rate,
+                dicts=admitted.dicts,
             )
         finally:
             self._state.active -= 1
@@ -237,3 +275,55 @@ class HttpHandlers:
         if not self._state.is_authorized(request):
             return unauthorized_response()
         return web.json_response(voices_json())
+
+    # ------------------------------------------------------ dictionaries
+
+    async def dicts_list(self, request: web.Request) -> web.Response:
+        """``GET /waves/v1/pronunciation-dicts``: the key's dictionaries."""
+        if not self._state.is_authorized(request):
+            return unauthorized_response()
+        owned = self._state.dicts.list(self._state.key_of(request))
+        return web.json_response([entry.to_json() for entry in owned])
+
+    async def dicts_create(self, request: web.Request) -> web.Response:
+        """``POST /waves/v1/pronunciation-dicts``: a new dictionary from ``items``."""
+        return await self._dict_change(request, "create")
+
+    async def dicts_update(self, request: web.Request) -> web.Response:
+        """``PUT /waves/v1/pronunciation-dicts``: new ``items`` for the dictionary ``id``."""
+        return await self._dict_change(request, "update")
+
+    async def dicts_delete(self, request: web.Request) -> web.Response:
+        """``DELETE /waves/v1/pronunciation-dicts``: forget the dictionary ``id``."""
+        return await self._dict_change(request, "delete")
+
+    async def _dict_change(self, request: web.Request, what: str) -> web.Response:
+        if not self._state.is_authorized(request):
+            return unauthorized_response()
+        try:
+            body = json.loads(await request.read())
+        except RecursionError:
+            return _bad_request(BodyError("", "Body is nested too deeply"))
+        except ValueError:
+            return _bad_request(BodyError("", "Body is not valid JSON"))
+        store = self._state.dicts
+        key = self._state.key_of(request)
+        allowed = _DICT_FIELDS[what]
+        extra = sorted(set(body) - allowed) if isinstance(body, dict) else []
+        if extra:
+            return _bad_request(BodyError(extra[0], f"Unknown field '{extra[0]}'"))
+        try:
+            if what == "create":
+                created = store.create(key, parse_items(body))
+                logger.debug(f"pronunciation dictionary {created.id} created")
+                return web.json_response(created.to_json(), status=201)
+            dict_id = parse_dict_id(body)
+            if what == "update":
+                updated = store.update(key, dict_id, parse_items(body))
+                return web.json_response(
+                    {"id": updated.id, "items": [i.to_json() for i in updated.items]}
+                )
+            store.delete(key, dict_id)
+            return web.json_response({"id": dict_id, "deleted": True})
+        except DictError as e:
+            return _dict_refusal(e)

@@ -23,12 +23,17 @@ Choices where the protocol is open:
 * Only client frames reset the idle timer; audio being sent does not.
 * ``error_on_request`` answers the failing message with an error frame and
   drops what its context had buffered, as a failed synthesis would.
+* ``pronunciation_dicts`` is refused, ignored or applied as
+  ``pronunciation_dicts_on_socket`` says. Applied, the ids must be the key's
+  dictionaries when the message arrives, and a segment is spoken with them
+  as they are when it is synthesized.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field
@@ -57,6 +62,7 @@ from pipecat_waves.protocol.responses import (
     word_timestamp_message,
 )
 from pipecat_waves.server.backends import Synthesis, WordSpan
+from pipecat_waves.server.dicts import DictError, PronunciationDict
 from pipecat_waves.server.records import ConnectionRecord, SegmentRecord
 from pipecat_waves.server.state import ServerState, new_request_id, new_session_id
 from pipecat_waves.server.synthesis import chunk_size, split_audio, synthesize
@@ -155,6 +161,7 @@ class LiveConnection:
         self._ws = ws
         self.record = record
         self.session_id = new_session_id("ws")
+        self._key = state.key_of(request)  # owner of the dictionaries its messages name
         self._idle_timeout_s = idle_timeout_s
         behaviour = state.behaviour
         self._buffer = ContinuationBuffer[_Fragment](
@@ -308,12 +315,43 @@ class LiveConnection:
         if self._state.record:
             self.record.received.append(obj)
         try:
-            request = parse_request(obj)
+            request = self._socket_dicts(parse_request(obj))
             self._check_strict_fields(request)
         except RequestError as e:
             await self._error(e.message, e.code, self._raw_envelope(obj))
             return
         await self._dispatch(request)
+
+    def _socket_dicts(self, request: LiveRequest) -> LiveRequest:
+        """Refuse, drop or check ``pronunciation_dicts`` (``pronunciation_dicts_on_socket``)."""
+        params = request.params
+        if "pronunciation_dicts" not in request.raw:
+            return request
+        what = self._state.behaviour.pronunciation_dicts_on_socket
+        if what == "refuse":
+            raise RequestError(
+                "INVALID_FIELD",
+                "'pronunciation_dicts' is not supported on the live socket",
+                "pronunciation_dicts",
+            )
+        if params is None or params.pronunciation_dicts is None:
+            return request
+        if what == "ignore":
+            plain = dataclasses.replace(params, pronunciation_dicts=None)
+            return dataclasses.replace(request, params=plain)
+        try:
+            self._state.dicts.resolve(self._key, params.pronunciation_dicts)
+        except DictError as e:
+            raise RequestError("INVALID_FIELD", e.message, "pronunciation_dicts") from None
+        return request
+
+    def _dicts_for(self, params: VoiceParams) -> tuple[PronunciationDict, ...]:
+        """The dictionaries a segment is spoken with: those named that still exist."""
+        found: list[PronunciationDict] = []
+        for dict_id in params.pronunciation_dicts or ():
+            with contextlib.suppress(DictError):
+                found.extend(self._state.dicts.resolve(self._key, (dict_id,)))
+        return tuple(found)
 
     def _check_strict_fields(self, request: LiveRequest) -> None:
         """Refuse what a stricter server may refuse (a switch, off by default)."""
@@ -609,6 +647,7 @@ class LiveConnection:
             voice_id=params.voice_id,
             speed=params.speed or 1.0,
             sample_rate=params.sample_rate,
+            dicts=self._dicts_for(params),
         )
         wait = behaviour.ttfb_ms / 1000 - (self._loop.time() - started)
         if wait > 0:

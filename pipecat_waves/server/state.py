@@ -12,6 +12,7 @@ from aiohttp import web
 
 from pipecat_waves.server.backends import SpeechBackend
 from pipecat_waves.server.behaviour import ServerBehaviour
+from pipecat_waves.server.dicts import DictStore
 from pipecat_waves.server.records import RECORD_LIMIT, ConnectionRecord, SegmentRecord
 
 
@@ -37,6 +38,7 @@ class ServerState:
         synthesis_requests: Synthesis-bearing messages seen (for ``error_on_request``).
         drop_fired: ``drop_after_chunks`` has fired.
         stall_fired: ``stall_after_chunks`` has fired.
+        dicts: Pronunciation dictionaries, per API key.
     """
 
     api_key: str | None
@@ -52,6 +54,7 @@ class ServerState:
     drop_fired: bool = False
     stall_fired: bool = False
     context_slots: set[tuple[int, str]] = field(default_factory=set)
+    dicts: DictStore = field(default_factory=DictStore)
 
     def at_capacity(self) -> bool:
         """Whether one more socket or stream would exceed ``max_connections``."""
@@ -62,6 +65,12 @@ class ServerState:
         """Count a synthesis-bearing message; ``True`` if it must fail instead."""
         self.synthesis_requests += 1
         return self.synthesis_requests == self.behaviour.error_on_request
+
+    @staticmethod
+    def key_of(request: web.BaseRequest) -> str:
+        """The bearer token a request carries (empty if none): who owns its dictionaries."""
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
 
     def is_authorized(self, request: web.BaseRequest) -> bool:
         """Check the bearer token in constant time (the key is never logged)."""

@@ -8,15 +8,36 @@ from collections.abc import Iterator
 
 from pipecat_waves.protocol.constants import BYTES_PER_SAMPLE
 from pipecat_waves.server.backends import SpeechBackend, Synthesis
+from pipecat_waves.server.dicts import PronunciationDict, input_words, rewrite
 
 
 async def synthesize(
-    backend: SpeechBackend, text: str, *, voice_id: str, speed: float, sample_rate: int
+    backend: SpeechBackend,
+    text: str,
+    *,
+    voice_id: str,
+    speed: float,
+    sample_rate: int,
+    dicts: tuple[PronunciationDict, ...] = (),
 ) -> Synthesis:
-    """Synthesize in a worker thread so the loop keeps serving other sockets."""
-    return await asyncio.to_thread(
-        backend.synthesize, text, voice_id=voice_id, speed=speed, sample_rate=sample_rate
+    """Synthesize in a worker thread so the loop keeps serving other sockets.
+
+    Words the pronunciation dictionaries ``dicts`` list are spoken as their
+    pronunciations; the word spans still name the words of ``text``.
+    """
+    if not dicts:
+        return await asyncio.to_thread(
+            backend.synthesize, text, voice_id=voice_id, speed=speed, sample_rate=sample_rate
+        )
+    rewritten = rewrite(text, dicts)
+    synthesis = await asyncio.to_thread(
+        backend.synthesize,
+        rewritten.spoken,
+        voice_id=voice_id,
+        speed=speed,
+        sample_rate=sample_rate,
     )
+    return input_words(synthesis, rewritten)
 
 
 def chunk_size(sample_rate: int, chunk_ms: float, *, odd: bool = False) -> int:

@@ -170,3 +170,29 @@ def test_streaming_wrapper_reports_the_server_error_message(waves: ThreadedServe
         b"".join(wrapper(waves, voice=BAD_VOICE).synthesize(TEXT))
 
     assert BAD_VOICE in str(caught.value)
+
+
+def test_pronunciation_dicts_round_trip_and_apply_through_the_sdk(waves: ThreadedServer):
+    from smallestai.waves import PronunciationItem
+
+    client = sdk(waves).waves
+    made = client.create_pronunciation_dict(
+        items=[PronunciationItem(word="SQL", pronunciation="sequel")]
+    )
+    try:
+        assert [d.id for d in client.get_pronunciation_dicts()].count(made.id) == 1
+        assert made.created_at is not None
+        audio = b"".join(
+            client.synthesize_tts(
+                text="SQL rocks", voice_id="avery", sample_rate=RATE, pronunciation_dicts=[made.id]
+            )
+        )
+        assert spoken(audio, "SQL sequel rocks") == ["sequel", "rocks"]
+        updated = client.update_pronunciation_dict(
+            id=made.id, items=[PronunciationItem(word="SQL", pronunciation="squeal")]
+        )
+        assert updated.id == made.id and updated.items[0].pronunciation == "squeal"
+    finally:
+        deleted = client.delete_pronunciation_dict(id=made.id)
+    assert deleted.deleted is True and deleted.id == made.id
+    assert made.id not in [d.id for d in client.get_pronunciation_dicts()]

@@ -41,6 +41,7 @@ CASES: dict[str, dict[str, Any]] = {
         "max_chunk_chars": 40,
         "buffer_delay_override_ms": 200,
         "chunk_ms": 100,
+        "pronunciation_dicts_on_socket": "apply",
     },
     "held completes ignored beside a context, coalesced, both shapes, merged sentences": {
         "complete_delay_ms": 600,
@@ -50,6 +51,7 @@ CASES: dict[str, dict[str, Any]] = {
         "min_sentence_chars": 200,
         "cancel_stops_inflight": True,
         "echo_external_request_id": True,
+        "pronunciation_dicts_on_socket": "ignore",
     },
     "backoff beside a context refused, socket closed after a one-shot": {
         "complete_delay_ms": 600,
@@ -96,6 +98,7 @@ def expected_switches(b: ServerBehaviour) -> dict[str, Any]:
         "word_time_reference": b.word_time_reference,
         "chunk_ms": b.chunk_ms,
         "buffer_delay_override_ms": b.buffer_delay_override_ms,
+        "pronunciation_dicts_on_socket": b.pronunciation_dicts_on_socket,
     }
     if held:
         # A complete sent at once shows neither coalescing nor a backoff taking effect.
@@ -131,6 +134,7 @@ async def test_probe_reports_the_switches_set(serve: Any, switches: dict[str, An
     # The local server honours ?timeout=; a 1 s default hides that.
     assert traits.honours_timeout_query is (None if behaviour.idle_timeout_s < 1.5 else True)
     assert traits.idle_timeout_s == expected.get("idle_timeout_s")
+    assert traits.pronunciation_dicts_on_socket == behaviour.pronunciation_dicts_on_socket
     if not switches:
         assert_strictest_table(report)
 
@@ -159,6 +163,7 @@ def assert_strictest_table(report: ProbeReport) -> None:
     assert rows["wrong key refused"] == "before the upgrade (HTTP 401)"
     assert rows["?timeout=0 (below the range)"] == "closed after 1 s"
     assert rows["idle timeout with ?timeout=1"] == "closed after 1 s"
+    assert rows["pronunciation_dicts on the live socket"] == "refused"
     assert report.characters == probe_characters() == sum(map(len, probe_texts()))
     assert report.characters < 2000
     assert ProbeReport.from_json(report.to_json()).observed() == report.observed()
