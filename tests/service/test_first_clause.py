@@ -84,3 +84,11 @@ async def test_pipecats_public_route_cuts_the_same_pieces():
         "",
     ]
     assert heard(list(down), REPLY) == REPLY.split()
+
+
+def test_the_thresholds_are_importable_from_the_package_root():
+    import pipecat_waves
+
+    assert "FirstClause" in pipecat_waves.__all__
+    assert pipecat_waves.FirstClause is FirstClause
+    assert WavesTTSService(api_key=API_KEY, base_url=URL, first_clause=pipecat_waves.FirstClause())
