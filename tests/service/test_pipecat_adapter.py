@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 import tomllib
 from importlib.metadata import version
 from pathlib import Path
@@ -238,3 +240,16 @@ def test_the_installed_pipecat_is_inside_the_declared_range():
 )
 def test_the_range_is_every_release_from_1_13_to_the_next_major(release, supported):
     assert (release in _declared()) is supported
+
+
+def test_ci_runs_the_whole_suite_again_on_the_oldest_pipecat_of_the_range():
+    script = (ROOT / ".ci" / "run").read_text()
+    finder = script.split("<<'PY'\n", 1)[1].split("\nPY\n", 1)[0]
+    done = subprocess.run(
+        [sys.executable, "-c", finder], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    oldest = done.stdout.strip()
+    assert oldest == "1.13" and f"{oldest}.0" in _declared()
+    assert "1.12.99" not in _declared()
+    assert '"pipecat-ai==${oldest}"' in script
+    assert script.rstrip().endswith(".venv-oldest-pipecat/bin/python -m pytest")
