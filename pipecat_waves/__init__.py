@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "FirstClause",
     "ServerTraits",
     "WavesTTSService",
     "WavesTTSSettings",
@@ -19,6 +20,7 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from pipecat_waves.first_clause import FirstClause
     from pipecat_waves.language import language_to_waves_language
     from pipecat_waves.protocol.traits import ServerTraits
     from pipecat_waves.tts import WavesTTSService, WavesTTSSettings
@@ -31,6 +33,10 @@ def __getattr__(name: str) -> Any:
         from pipecat_waves import tts
 
         return getattr(tts, name)
+    if name == "FirstClause":
+        from pipecat_waves.first_clause import FirstClause
+
+        return FirstClause
     if name == "ServerTraits":
         from pipecat_waves.protocol.traits import ServerTraits
 

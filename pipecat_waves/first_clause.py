@@ -14,7 +14,7 @@ the server's first byte: the next piece goes out before the audio ahead of it
 runs out, so the seam has no gap.
 
 :func:`early_cut` is the rule (pure, no clock of its own);
-:class:`FirstClauseAggregator` applies it inside Pipecat's sentence aggregator.
+:class:`FirstClauseAggregator` applies it on top of Pipecat's sentence aggregator.
 """
 
 from __future__ import annotations
@@ -22,8 +22,10 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from enum import Enum, auto
 
-from pipecat.utils.text.base_text_aggregator import Aggregation, TextType
+from pipecat.utils.string import SENTENCE_ENDING_PUNCTUATION
+from pipecat.utils.text.base_text_aggregator import Aggregation, BaseTextAggregator, TextType
 from pipecat.utils.text.simple_text_aggregator import SimpleTextAggregator
 
 __all__ = ["FirstClause", "FirstClauseAggregator", "early_cut"]
@@ -101,81 +103,130 @@ def early_cut(text: str, waited_s: float, rule: FirstClause, words_sent: int = 0
     return waited_s >= rule.time_budget_s(words_sent) and n >= rule.min_budget_words
 
 
-class FirstClauseAggregator(SimpleTextAggregator):
-    """Pipecat's sentence aggregator, with the first sentence of a turn sent in pieces.
+class FirstClauseAggregator(BaseTextAggregator):
+    """Sentences, as Pipecat's own aggregator makes them, with the turn's first cut into pieces.
+
+    Built on Pipecat's public aggregator interface: it wraps a
+    ``SimpleTextAggregator`` for the sentences and uses only its public
+    methods, so it works with any Pipecat that has them. Use it wherever
+    Pipecat takes a text aggregator, for instance
+    ``LLMTextProcessor(text_aggregator=FirstClauseAggregator(FirstClause()))``.
 
     Args:
         rule: When to cut.
         clock: Seconds, monotonic (injectable for tests).
-        **kwargs: Passed to ``SimpleTextAggregator``.
+        aggregation_type: ``TextType.SENTENCE`` to cut; ``TextType.TOKEN``
+            passes tokens through untouched.
+        language: Language of the sentence tokenizer.
     """
 
     def __init__(
         self,
         rule: FirstClause,
         clock: Callable[[], float] = time.monotonic,
-        **kwargs,
+        *,
+        aggregation_type: TextType = TextType.SENTENCE,
+        language: str | None = None,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(aggregation_type=aggregation_type, language=language)
+        self._sentences = SimpleTextAggregator(aggregation_type=aggregation_type, language=language)
         self._rule = rule
         self._clock = clock
         self._first_sentence_done = False
         self._piece_started_at: float | None = None
         self._words_sent = 0
+        self._ends_at_space = False
+        self._mark = _Mark.NONE
+
+    @property
+    def text(self) -> Aggregation:
+        """The text buffered so far."""
+        return self._sentences.text
+
+    def set_language(self, language: str | None) -> None:
+        """Select the sentence tokenizer's language, keeping what is buffered."""
+        super().set_language(language)
+        self._sentences.set_language(language)
 
     async def aggregate(self, text: str) -> AsyncIterator[Aggregation]:
         """Yield sentences, and pieces of the turn's first sentence as they become speakable."""
-        if self.aggregation_type == TextType.TOKEN:
-            async for aggregation in super().aggregate(text):
+        if self.aggregation_type == TextType.TOKEN or self._first_sentence_done:
+            async for aggregation in self._sentences.aggregate(text):
                 yield aggregation
             return
-        for char in text:
-            self._text += char
-            sentence = await self._check_sentence_with_lookahead(char)
-            if sentence is not None:
-                self._first_sentence_done = True
+        for i, char in enumerate(text):
+            sentence_ended = False
+            async for sentence in self._sentences.aggregate(char):
+                sentence_ended = True
                 yield sentence
-                continue
-            piece = self._early_piece()
+            if sentence_ended:
+                # The rest of the turn goes by whole sentences.
+                self._first_sentence_done = True
+                async for aggregation in self._sentences.aggregate(text[i + 1 :]):
+                    yield aggregation
+                return
+            self._follow(char)
+            piece = await self._early_piece()
             if piece is not None:
                 yield piece
 
-    def _early_piece(self) -> Aggregation | None:
-        if self._first_sentence_done or not self._text.strip():
+    def _follow(self, char: str) -> None:
+        """Keep track of word ends and of a sentence mark still waiting on its next word."""
+        self._ends_at_space = char.isspace()
+        if char in SENTENCE_ENDING_PUNCTUATION:
+            # "Dr. " or "I. ": whether that was a sentence end is known only
+            # once the word after it is complete.
+            self._mark = _Mark.BEFORE_WORD
+        elif self._mark is _Mark.BEFORE_WORD and char.isalnum():
+            self._mark = _Mark.IN_WORD
+        elif self._mark is _Mark.IN_WORD and char.isspace():
+            self._mark = _Mark.NONE
+
+    async def _early_piece(self) -> Aggregation | None:
+        buffered = self._sentences.text.text
+        if not buffered.strip():
             return None
         now = self._clock()
         if self._piece_started_at is None:
             self._piece_started_at = now
-        if self._awaiting_sentence_check():
-            return None  # "Dr. " or "I. ": the tokenizer has not decided yet
-        if not early_cut(self._text, now - self._piece_started_at, self._rule, self._words_sent):
+        if self._mark is not _Mark.NONE:
+            return None  # cutting now could split "Dr. Smith" before the tokenizer decides
+        # The buffer comes back without its trailing spaces: put the word end back.
+        candidate = buffered + " " if self._ends_at_space else buffered
+        if not early_cut(candidate, now - self._piece_started_at, self._rule, self._words_sent):
             return None
-        piece, self._text = self._text.strip(), ""
+        piece = buffered.strip()
+        await self._sentences.reset()
         self._piece_started_at = None
         self._words_sent += len(piece.split())
         return Aggregation(text=piece, type=TextType.SENTENCE)
 
-    def _awaiting_sentence_check(self) -> bool:
-        # The base class tracks a pending sentence candidate in its lookahead
-        # state; cutting in the middle of one could split an abbreviation.
-        return self._lookahead_state.name != "IDLE"
-
     async def flush(self) -> Aggregation | None:
         """End of the turn: the rest, and the next turn starts afresh."""
         self._new_turn()
-        return await super().flush()
+        return await self._sentences.flush()
 
     async def handle_interruption(self) -> None:
         """Barge-in: drop the buffer; the next turn starts afresh."""
         self._new_turn()
-        await super().handle_interruption()
+        await self._sentences.handle_interruption()
 
     async def reset(self) -> None:
         """Drop the buffer; the next turn starts afresh."""
         self._new_turn()
-        await super().reset()
+        await self._sentences.reset()
 
     def _new_turn(self) -> None:
         self._first_sentence_done = False
         self._piece_started_at = None
         self._words_sent = 0
+        self._ends_at_space = False
+        self._mark = _Mark.NONE
+
+
+class _Mark(Enum):
+    """Where the text stands after the last sentence-ending mark."""
+
+    NONE = auto()  # no mark waiting
+    BEFORE_WORD = auto()  # a mark, and no word after it yet
+    IN_WORD = auto()  # in the word after a mark

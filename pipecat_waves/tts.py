@@ -13,6 +13,7 @@ from pipecat.frames.frames import (
     CancelFrame,
     EndFrame,
     ErrorFrame,
+    Frame,
     InterruptionFrame,
     StartFrame,
     TTSAudioRawFrame,
@@ -36,6 +37,7 @@ from pipecat_waves.connection import (
 from pipecat_waves.credentials import clean_api_key, logger, scrub
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
+from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
 from pipecat_waves.protocol import reconnect as rc
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
@@ -117,7 +119,7 @@ def _given(value: Any) -> Any:
 
 
 @traced_replies
-class WavesTTSService(TTSService):
+class WavesTTSService(ReportedFailuresAdapter, TTSService):
     """Smallest.ai Waves text-to-speech over one persistent WebSocket.
 
     Text from the LLM is aggregated into sentences (or streamed as tokens) and
@@ -280,13 +282,14 @@ class WavesTTSService(TTSService):
             **kwargs,
         )
         if mode == TextAggregationMode.SENTENCE and first_clause is not None:
-            # Pipecat 1.14 takes no aggregator argument: its own sentence
-            # aggregator is swapped for one that also cuts the first sentence.
-            # tests/service/test_first_clause.py fails loudly if this stops working.
-            self._text_aggregator = FirstClauseAggregator(
-                first_clause,
-                aggregation_type=TextType.SENTENCE,
-                language=self._text_aggregator.language,
+            # Pipecat takes no aggregator argument: its sentence aggregator is
+            # swapped for one that also cuts the first sentence (see pipecat_adapter).
+            rule = first_clause
+            install_text_aggregator(
+                self,
+                lambda pipecats: FirstClauseAggregator(
+                    rule, aggregation_type=TextType.SENTENCE, language=pipecats.language
+                ),
             )
         self._api_key = api_key
         self._word_timestamps = word_timestamps
@@ -506,34 +509,51 @@ class WavesTTSService(TTSService):
 
     # -------------------------------------------------------------- barge-in
 
-    # Private Pipecat members, used where Pipecat has no public hook; each is
-    # pinned by tests/service/test_pipecat_contract.py and by the pipecat-ai
-    # range in pyproject.toml:
-    # * ``_handle_interruption``: the one place a barge-in reaches a TTS service
-    #   before its audio contexts are dropped; the server must be told first.
-    # * ``_tts_contexts``: the only record of which contexts are uninterruptible.
-    # * ``_record_context_audio_outcome``: the only way to keep Pipecat from
-    #   reporting a reply we already reported as failed a second time.
-    # * ``_text_aggregator`` (set in ``__init__``): Pipecat takes no aggregator
-    #   argument, and the first clause of a turn must be cut as it is written.
+    # On an InterruptionFrame Pipecat stops its playback task, then calls
+    # on_audio_context_interrupted for each interruptible reply while its audio
+    # context is still registered, then drops those contexts. Audio that
+    # arrives in between is queued into a context that is about to be dropped
+    # and is never played; after the hook the session drops it itself.
+    # Uninterruptible replies never reach the hook and play on.
 
-    async def _handle_interruption(self, frame: InterruptionFrame, direction: FrameDirection):
-        """Barge-in: cancel every interruptible reply, then let Pipecat drop its audio.
+    async def on_audio_context_interrupted(self, context_id: str):
+        """Barge-in: cancel the reply on the server; none of its audio is pushed again.
 
-        The session marks the replies cancelled before anything awaits, so no
-        audio of theirs that is already on its way can be pushed afterwards;
-        the cancel messages are only queued, so the ``InterruptionFrame`` is
-        passed on without waiting for the network.
+        Only queues the cancel, so the ``InterruptionFrame`` is passed on
+        without waiting for the network. The next reply's connection is
+        settled once every interrupted reply is cancelled (``process_frame``).
         """
-        preserved = {cid for cid, ctx in self._tts_contexts.items() if not ctx.interruptible}
-        interrupted = [cid for cid in self._session.live_contexts() if cid not in preserved]
-        for cid in interrupted:
+        await super().on_audio_context_interrupted(context_id)
+        self._resamplers.pop(context_id, None)
+        # A dropped context never reaches Pipecat's audio-outcome hook.
+        self._failed_contexts.discard(context_id)
+        self._act_on_control(
+            self._session.interrupt([context_id], time.monotonic(), dispatch=False)
+        )
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        """Process a frame as Pipecat does; after a barge-in, settle the connections."""
+        await super().process_frame(frame, direction)
+        if isinstance(frame, InterruptionFrame):
+            self._after_barge_in()
+
+    def _after_barge_in(self) -> None:
+        """Cancel replies no audio context plays any more, and hand out the warm spare."""
+        now = time.monotonic()
+        playing = self.get_active_audio_context_id()
+        unplayable = [
+            cid
+            for cid in self._session.live_contexts()
+            if cid != playing and not self.audio_context_available(cid)
+        ]
+        for cid in unplayable:
             self._resamplers.pop(cid, None)
-        # Interrupted contexts never reach _record_context_audio_outcome.
-        self._failed_contexts &= preserved
-        self._act_on_control(self._session.interrupt(interrupted, time.monotonic()))
+        self._failed_contexts = {
+            cid for cid in self._failed_contexts if self.audio_context_available(cid)
+        }
+        self._act_on_control(self._session.interrupt(unplayable, now, dispatch=False))
+        self._act_on_control(self._session.dispatch(now))
         self._wake_timer()
-        await super()._handle_interruption(frame, direction)
 
     # ----------------------------------------------------------- connections
 
@@ -886,13 +906,13 @@ class WavesTTSService(TTSService):
         if resampler is not None and self.audio_context_available(context_id):
             await self._append_audio(context_id, resampler.flush())
 
-    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
+    def _claim_reported_failure(self, context_id: str) -> bool:
         # A reply the server refused was already reported once, with its cause;
         # Pipecat's generic "completed with no audio" would report it twice.
         if context_id in self._failed_contexts:
             self._failed_contexts.discard(context_id)
-            return
-        await super()._record_context_audio_outcome(context_id, received_audio)
+            return True
+        return False
 
     def _keep_working_voice(self, error: rs.ServerError) -> str | None:
         """After a voice the server does not know, go back to the last one that spoke.

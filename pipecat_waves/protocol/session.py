@@ -577,7 +577,9 @@ class WavesSession:
 
     # ---------------------------------------------------------------- barge-in
 
-    def interrupt(self, context_ids: Iterable[str], now: float) -> list[Output]:
+    def interrupt(
+        self, context_ids: Iterable[str], now: float, *, dispatch: bool = True
+    ) -> list[Output]:
         """Barge-in: cancel ``context_ids`` so that none of their audio comes out again.
 
         This is the whole barge-in rule set:
@@ -594,6 +596,12 @@ class WavesSession:
            it. Closing also frees the account's concurrency slot.
         3. The next reply goes to the warm spare at once; a new spare is
            opened in the background. Nothing here waits on the network.
+
+        One barge-in may cancel its replies one call at a time (Pipecat names
+        them one by one): those calls pass ``dispatch=False``, and
+        :meth:`dispatch` follows the last of them. Otherwise a reply about to
+        be cancelled could be handed the warm spare in between, and cancelling
+        it would retire the spare too.
         """
         out: list[Output] = []
         context_ids = list(context_ids)
@@ -614,8 +622,16 @@ class WavesSession:
             out.extend(self._retire(conn, "barge-in"))
         for context_id in context_ids:
             self.forget(context_id)
-        out.extend(self._dispatch(now))
+        if dispatch:
+            out.extend(self._dispatch(now))
         return out
+
+    def dispatch(self, now: float) -> list[Output]:
+        """Send what replies have ready and keep the pool of connections full.
+
+        Ends a barge-in whose replies were cancelled with ``dispatch=False``.
+        """
+        return self._dispatch(now)
 
     def forget(self, context_id: str) -> None:
         """Drop a reply that is over, or that Pipecat is done with.

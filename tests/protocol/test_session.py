@@ -282,6 +282,24 @@ def test_barge_in_retires_the_connection_and_the_next_reply_takes_the_spare_at_o
     assert len(of_type(out, sn.OpenConnection)) == 1, "a new spare, in the background"
 
 
+def test_one_barge_in_cancelled_reply_by_reply_keeps_the_warm_spare():
+    # Pipecat names the interrupted replies one at a time. Were the waiting
+    # reply handed the spare between two of those calls, cancelling it next
+    # would retire the spare too, and the next reply would wait for a handshake.
+    s = make_session(max_replies_in_flight=1)
+    ready(s)
+    say(s, "r1", "A long reply that is playing. ", close=False)
+    assert sends(say(s, "r2", "Queued behind it."), conn=2) == []
+    s.receive(1, chunk("t1", 0.2), 0.5)
+    out = s.interrupt(["r1"], 0.6, dispatch=False)
+    out += s.interrupt(["r2"], 0.6, dispatch=False)
+    assert [o.conn for o in of_type(out, sn.CloseConnection)] == [1]
+    assert sends(out, conn=2) == [], "nothing of a cancelled reply reached the spare"
+    assert not of_type(s.dispatch(0.6), sn.CloseConnection)
+    out = say(s, "r3", "Sure.", now=0.7)
+    assert [m["text"] for m in sends(out, conn=2)] == ["Sure.", ""], "at once, on the spare"
+
+
 def test_barge_in_after_all_audio_arrived_keeps_the_connection():
     s = make_session()
     ready(s)

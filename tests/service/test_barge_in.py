@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pytest
-from pipecat.frames.frames import InterruptionFrame, TTSAudioRawFrame
+from pipecat.frames.frames import (
+    DataFrame,
+    Frame,
+    InterruptionFrame,
+    TTSAudioRawFrame,
+    TTSSpeakFrame,
+)
+from pipecat.processors.frame_processor import FrameDirection
 from pipecat.tests.utils import SleepFrame
 
+from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
 from tests.service.helpers import (
@@ -132,3 +142,75 @@ async def test_next_reply_after_barge_in_uses_a_warm_socket():
         if NEXT_REPLY in "".join(m.get("text", "") for m in c.received)
     ]
     assert carriers == [server.connections[1].id]
+
+
+GREETING = "Welcome back, our announcement always plays in full."
+
+
+def uninterruptible(text: str) -> TTSSpeakFrame:
+    frame = TTSSpeakFrame(text)
+    frame.interruptible = False
+    return frame
+
+
+async def test_uninterruptible_speech_plays_whole_and_the_reply_behind_it_is_cut():
+    behaviour = ServerBehaviour(**SLOW, echo_external_request_id=False)
+    async with LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour, record=True
+    ) as server:
+        service = make_service(server)
+        frames = [
+            uninterruptible(GREETING),
+            *llm_turn(LONG_REPLY),
+            SleepFrame(sleep=0.8),
+            InterruptionFrame(),
+            SleepFrame(sleep=0.3),
+            *llm_turn(NEXT_REPLY),
+        ]
+        down, up = await run(service, frames)
+    # The reply queued behind the announcement was dropped before a sample of it played.
+    greeting, following = contexts_in_order(down)
+    assert heard(down, GREETING, greeting) == GREETING.split(), "played to the end"
+    assert heard(down, NEXT_REPLY, following) == NEXT_REPLY.split()
+    assert not up
+    # Only the dropped reply was cancelled on the server.
+    cancelled = [m for c in server.connections for m in c.received if m.get("cancel_request")]
+    assert cancelled and all(GREETING not in str(m) for m in cancelled)
+    greeting_carrier = [
+        c
+        for c in server.connections
+        if any(m.get("text", "").strip() == GREETING for m in c.received)
+    ]
+    assert len(greeting_carrier) == 1 and not any(
+        m.get("cancel_request") for m in greeting_carrier[0].received
+    )
+
+
+@dataclass
+class UnplayedReply(DataFrame):
+    """Makes the service below send a reply for which Pipecat holds no audio context."""
+
+
+class WithUnplayedReply(WavesTTSService):
+    async def process_frame(self, frame: Frame, direction: FrameDirection):
+        if isinstance(frame, UnplayedReply):
+            async for _ in self.run_tts("Nobody will ever play this reply. ", "unplayed"):
+                pass
+            return
+        await super().process_frame(frame, direction)
+
+
+async def test_a_reply_no_audio_context_plays_is_cancelled_by_a_barge_in_too():
+    # Its audio could never be heard, but left alone it would hold a connection
+    # (and a server slot) that the next reply needs.
+    behaviour = ServerBehaviour(**SLOW, echo_external_request_id=True)
+    async with LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour, record=True
+    ) as server:
+        service = WithUnplayedReply(api_key=API_KEY, base_url=server.ws_base_url, sample_rate=16000)
+        frames = [UnplayedReply(), SleepFrame(sleep=0.5), InterruptionFrame(), SleepFrame(0.3)]
+        down, _ = await run(service, frames)
+        assert not service._session.is_live("unplayed")
+    assert not [f for f in down if isinstance(f, TTSAudioRawFrame)]
+    received = [m for c in server.connections for m in c.received]
+    assert any(m.get("cancel_request") for m in received)

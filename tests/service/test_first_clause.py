@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.services.tts_service import TextAggregationMode
+from pipecat.tests.utils import run_test
 
 from pipecat_waves import WavesTTSService
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
@@ -14,8 +17,9 @@ REPLY = "Hello there, thanks for calling the support line. How can I help you to
 
 
 def test_the_service_cuts_with_the_first_clause_aggregator():
-    # Pipecat offers no public hook for the aggregator: if the private member
-    # it lives in moves, this fails instead of the feature silently going away.
+    # Pipecat offers no public way to give a service its aggregator: if the
+    # member it lives in moves, this (and test_pipecat_adapter.py) fails
+    # instead of the feature silently going away.
     service = WavesTTSService(api_key=API_KEY, base_url=URL)
     assert isinstance(service._text_aggregator, FirstClauseAggregator)
     plain = WavesTTSService(api_key=API_KEY, base_url=URL, first_clause=None)
@@ -60,3 +64,31 @@ async def test_thresholds_are_settings():
     # "Hello there," is two words: too short for this rule; the word budget cuts instead.
     first = carried(server)[0]["text"]
     assert first == "Hello there, thanks for calling the support line. "
+
+
+async def test_pipecats_public_route_cuts_the_same_pieces():
+    # Without touching the service's aggregator: Pipecat's own text processor
+    # with ours, ahead of a service that cuts nothing itself.
+    async with tone_server() as server:
+        pipeline = Pipeline(
+            [
+                LLMTextProcessor(text_aggregator=FirstClauseAggregator(FirstClause())),
+                make_service(server, first_clause=None),
+            ]
+        )
+        down, _ = await run_test(pipeline, frames_to_send=llm_turn(REPLY, token_gap_s=0.03))
+    assert [m["text"] for m in carried(server)] == [
+        "Hello there, ",
+        "thanks for calling the support line. ",
+        "How can I help you today? ",
+        "",
+    ]
+    assert heard(list(down), REPLY) == REPLY.split()
+
+
+def test_the_thresholds_are_importable_from_the_package_root():
+    import pipecat_waves
+
+    assert "FirstClause" in pipecat_waves.__all__
+    assert pipecat_waves.FirstClause is FirstClause
+    assert WavesTTSService(api_key=API_KEY, base_url=URL, first_clause=pipecat_waves.FirstClause())
