@@ -328,6 +328,9 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         self._running = False
         self._fatal_error: str | None = None
         self._failed_contexts: set[str] = set()
+        self._turn_context: str | None = None  # the reply begun last (on_turn_context_created)
+        self._after_interruption = False  # a barge-in came, and no reply has begun since
+        self._kept_at_barge_in: set[str] = set()  # uninterruptible contexts it left playing
         self._spoken_voice: str | None = None  # the last voice audio came back for
         self._spoken_model: str | None = None  # the last model audio came back for
         self._models_warned: set[str] = set()
@@ -425,8 +428,18 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
 
     # ------------------------------------------------------------------ text
 
+    async def on_turn_context_created(self, context_id: str):
+        """A reply (an LLM turn or a ``TTSSpeakFrame``) begins: its text is spoken."""
+        await super().on_turn_context_created(context_id)
+        self._turn_context = context_id
+        self._after_interruption = False
+
     async def run_tts(self, text: str, context_id: str):
         """Send one fragment of ``context_id``; its audio arrives on the receive task."""
+        if self._after_interruption and context_id not in self._speaking_contexts():
+            await self._drop_leftover(context_id, text)
+            yield None
+            return
         await self.start_tts_usage_metrics(text)
         await self._act(
             self._session.send_text(
@@ -439,6 +452,26 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         )
         self._wake_timer()
         yield None
+
+    def _speaking_contexts(self) -> set[str]:
+        """Contexts whose text is spoken after a barge-in: the new reply's, and survivors."""
+        kept = self._kept_at_barge_in
+        return kept | {self._turn_context} if self._turn_context else kept
+
+    async def _drop_leftover(self, context_id: str, text: str) -> None:
+        """Text of an interrupted reply that reached the service after the barge-in.
+
+        The tail of an LLM stream can be processed after the
+        ``InterruptionFrame`` overtook it. Pipecat gives it a context of its
+        own, outside any turn, which no end of turn would ever close: spoken,
+        it would be a piece of the reply the user talked over; kept open, it
+        would hold the next reply back. It is dropped, and its context ended.
+        """
+        logger.debug(f"{self}: dropping text of the interrupted reply [{text}]")
+        if self.audio_context_available(context_id):
+            # Ended without audio on purpose: not one of Pipecat's silent replies.
+            self._failed_contexts.add(context_id)
+            await self.remove_audio_context(context_id)
 
     async def flush_audio(self, context_id: str | None = None):
         """End the reply: the server speaks whatever it still holds, then it is over."""
@@ -539,6 +572,11 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
 
     def _after_barge_in(self) -> None:
         """Cancel replies no audio context plays any more, and hand out the warm spare."""
+        # Text arriving from now until the next reply begins is the interrupted
+        # one's, unless it belongs to uninterruptible speech that plays on.
+        self._after_interruption = True
+        self._turn_context = None
+        self._kept_at_barge_in = set(self.get_audio_contexts())
         now = time.monotonic()
         playing = self.get_active_audio_context_id()
         unplayable = [

@@ -9,6 +9,8 @@ from pipecat.frames.frames import (
     DataFrame,
     Frame,
     InterruptionFrame,
+    LLMFullResponseEndFrame,
+    LLMTextFrame,
     TTSAudioRawFrame,
     TTSSpeakFrame,
 )
@@ -18,8 +20,10 @@ from pipecat.tests.utils import SleepFrame
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
+from tests.service.conversation import Conversation, run_conversation
 from tests.service.helpers import (
     API_KEY,
+    RATE,
     contexts_in_order,
     heard,
     llm_turn,
@@ -27,6 +31,7 @@ from tests.service.helpers import (
     run,
     split_at_interruption,
 )
+from tests.support.tones import transcribe_tones, words_of
 
 #: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
 pytestmark = pytest.mark.quick
@@ -214,3 +219,38 @@ async def test_a_reply_no_audio_context_plays_is_cancelled_by_a_barge_in_too():
     assert not [f for f in down if isinstance(f, TTSAudioRawFrame)]
     received = [m for c in server.connections for m in c.received]
     assert any(m.get("cancel_request") for m in received)
+
+
+async def test_text_of_the_interrupted_reply_arriving_after_the_barge_in_is_never_spoken():
+    # The tail of an LLM stream can reach the service after the InterruptionFrame
+    # overtook it: Pipecat gives it a context outside any turn, which no end of
+    # turn closes. Spoken, it would be a piece of the reply the user talked over;
+    # left open, it would hold the next reply back.
+    behaviour = ServerBehaviour(**SLOW)
+    async with LocalWavesServer(
+        api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour, record=True
+    ) as server:
+        service = make_service(server)
+        talk = Conversation(token_gap_s=0)
+        talk.say("long", LONG_REPLY, stop_after="tonight.")
+        talk.wait_started(1, timeout_s=10, label="long reply started")
+        talk.barge_in()
+        talk.steps += [LLMTextFrame("There is also a fish special."), LLMFullResponseEndFrame()]
+        talk.say("next", NEXT_REPLY)
+        talk.wait_heard(
+            1, then_quiet_s=0.2, timeout_s=10, label="next reply heard", since_barge_in=True
+        )
+        result = await run_conversation(service, talk, finish_timeout_s=5)
+    assert talk.timed_out == [], "the next reply was held back"
+    assert not result.unfinished
+    assert result.errors == []
+    after = talk.contexts_heard(since_barge_in=True)
+    assert len(after) == 1
+    audio = b"".join(
+        e.frame.audio
+        for e in result.down
+        if isinstance(e.frame, TTSAudioRawFrame) and e.frame.context_id == after[0]
+    )
+    assert transcribe_tones(audio, RATE, words_of(NEXT_REPLY)) == NEXT_REPLY.split()
+    sent = "".join(m.get("text", "") for c in server.connections for m in c.received)
+    assert "fish" not in sent, "the interrupted reply's tail reached the server"
