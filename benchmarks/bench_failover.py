@@ -633,10 +633,8 @@ def _median(values: Sequence[float]) -> float | None:
 def _spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
     if not values:
         return "n/a"
-    med = fmt.format(statistics.median(values))
-    if min(values) == max(values):
-        return med
-    return f"{med} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+    med, low, high = (fmt.format(v) for v in (statistics.median(values), min(values), max(values)))
+    return med if low == high else f"{med} ({low}-{high})"
 
 
 def _ratio(ours: float | None, theirs: float | None, higher_is_better: bool) -> str:
