@@ -469,6 +469,16 @@ class WavesHttpTTSService(TTSService):
         logger.warning(f"{self}: {failure.message}")
         return ErrorFrame(error=scrub(failure.message), category=failure.category)
 
+    async def flush_audio(self, context_id: str | None = None):
+        """End a failed reply's audio context now (Pipecat ends the others itself).
+
+        Pipecat closes an HTTP service's context at the end of its turn only
+        once audio came back; a reply that failed before any would otherwise
+        hold the next one back until ``stop_frame_timeout_s`` passed.
+        """
+        if context_id and context_id in self._failed and self.audio_context_available(context_id):
+            await self.remove_audio_context(context_id)
+
     # -------------------------------------------------------------- barge-in
 
     async def on_audio_context_interrupted(self, context_id: str):
