@@ -193,6 +193,9 @@ class WavesHttpTTSService(TTSService):
         if problem:
             raise ValueError(problem)
         self._url = sse_url(base_url)
+        # Sentences reach run_tts trimmed; the space after each keeps a reply's
+        # text (as traced, and as the next request follows it) readable.
+        kwargs.setdefault("append_trailing_space", True)
         super().__init__(
             push_start_frame=True,
             push_stop_frames=True,
@@ -288,7 +291,7 @@ class WavesHttpTTSService(TTSService):
             return
         if self._http is None:
             raise RuntimeError(f"{self}: no HTTP session; run_tts needs setup() first")
-        await self.start_tts_usage_metrics(text)
+        await self.start_tts_usage_metrics(text.strip())  # what is sent, and billed
         resampler = (
             StreamResampler(self._wire_rate, self.sample_rate)
             if self._wire_rate != self.sample_rate
@@ -346,7 +349,7 @@ class WavesHttpTTSService(TTSService):
         try:
             async with self._http.post(
                 self._url,
-                json=self._body(text),
+                json=self._body(text.strip()),
                 headers=headers,
                 # A redirect would carry the key wherever Location points.
                 allow_redirects=False,
