@@ -498,7 +498,8 @@ class WavesHttpTTSService(TTSService):
         # Private Pipecat hook (as in WavesTTSService): a reply whose request
         # failed was reported once, with its cause; Pipecat's generic
         # "completed with no audio" would report it twice.
-        if self._failed.pop(context_id, False) is None:
+        if context_id in self._failed:
+            del self._failed[context_id]
             return
         await super()._record_context_audio_outcome(context_id, received_audio)
 
