@@ -2,8 +2,10 @@
 
 ``WavesTTSService`` streams an LLM's text over one persistent WebSocket and
 pushes the audio downstream; an ``InterruptionFrame`` cancels the reply with no
-reconnect and no stale audio. ``pipecat_waves.server`` is a local
-Waves-compatible server for offline development and tests.
+reconnect and no stale audio. ``WavesHttpTTSService`` speaks whole sentences
+over HTTP (server-sent events), for where a WebSocket does not fit.
+``pipecat_waves.server`` is a local Waves-compatible server for offline
+development and tests.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 __all__ = [
     "FirstClause",
     "ServerTraits",
+    "WavesHttpTTSService",
     "WavesTTSService",
     "WavesTTSSettings",
     "language_to_waves_language",
@@ -21,6 +24,7 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from pipecat_waves.first_clause import FirstClause
+    from pipecat_waves.http_tts import WavesHttpTTSService
     from pipecat_waves.language import language_to_waves_language
     from pipecat_waves.protocol.traits import ServerTraits
     from pipecat_waves.tts import WavesTTSService, WavesTTSSettings
@@ -37,6 +41,10 @@ def __getattr__(name: str) -> Any:
         from pipecat_waves.first_clause import FirstClause
 
         return FirstClause
+    if name == "WavesHttpTTSService":
+        from pipecat_waves.http_tts import WavesHttpTTSService
+
+        return WavesHttpTTSService
     if name == "ServerTraits":
         from pipecat_waves.protocol.traits import ServerTraits
 

@@ -35,6 +35,10 @@ from pipecat_waves.connection import (
     open_socket,
 )
 from pipecat_waves.credentials import clean_api_key, logger, scrub
+from pipecat_waves.errors import category_of as _category
+from pipecat_waves.errors import fix_for as _fix_for
+from pipecat_waves.errors import mentions_auth as _mentions_auth
+from pipecat_waves.errors import refused_model as _refused_model
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
@@ -71,20 +75,6 @@ TIMER_SLACK_S = 0.005
 #: of the backoff fit in this; a bot whose turns come every few seconds loses
 #: at most the turn under way when the verdict comes.
 DEFAULT_FAILOVER_AFTER_S = 2.0
-
-_ERROR_CATEGORIES = {
-    "INVALID_VOICE": ErrorCategory.INVALID_REQUEST,
-    "INVALID_FIELD": ErrorCategory.INVALID_REQUEST,
-    "MISSING_FIELD": ErrorCategory.INVALID_REQUEST,
-    "INVALID_MESSAGE": ErrorCategory.INVALID_REQUEST,
-    "TEXT_TOO_LONG": ErrorCategory.INVALID_REQUEST,
-    "CONTENT_FILTER_BLOCKED": ErrorCategory.APPLICATION,
-    "UNAUTHORIZED": ErrorCategory.AUTHENTICATION,
-    "RATE_LIMIT": ErrorCategory.RATE_LIMIT,
-    "CONCURRENCY_LIMIT": ErrorCategory.RATE_LIMIT,
-    "QUOTA_EXCEEDED": ErrorCategory.QUOTA,
-    sn.CONNECTION_LOST: ErrorCategory.CONNECTIVITY,
-}
 
 
 @dataclass
@@ -1022,14 +1012,6 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
 _AUTH_CLOSE_CODES = frozenset({4001, 4003, 4401, 4403})
 
 
-def _mentions_auth(text: str) -> bool:
-    lowered = text.lower()
-    return any(
-        word in lowered
-        for word in ("unauthori", "api key", "api_key", "apikey", "authenticat", "forbidden")
-    )
-
-
 def _close_kind(code: int | None, reason: str) -> rc.Close:
     """What a close by the server says: the key, a socket limit, or a plain drop."""
     if _mentions_auth(reason) or code in _AUTH_CLOSE_CODES:
@@ -1037,48 +1019,3 @@ def _close_kind(code: int | None, reason: str) -> rc.Close:
     if is_refusal_close(code):
         return rc.Close.REFUSED
     return rc.Close.DROPPED
-
-
-def _category(error: rs.ServerError) -> ErrorCategory:
-    if error.code and error.code.upper() in _ERROR_CATEGORIES:
-        return _ERROR_CATEGORIES[error.code.upper()]
-    if _mentions_auth(error.message) or (error.code or "") in ("401", "403"):
-        return ErrorCategory.AUTHENTICATION
-    if sn.is_rate_limit(error):
-        return ErrorCategory.RATE_LIMIT
-    if "voice" in error.message.lower():
-        return ErrorCategory.INVALID_REQUEST
-    return ErrorCategory.SERVER
-
-
-def _refused_model(error: rs.ServerError, model: object) -> str | None:
-    """The model in use, if this version does not know it and the error is about it.
-
-    A model this version knows is never blamed: an error that merely mentions
-    "model" (an overloaded one, say) is not a refusal of the name.
-    """
-    name = unknown_model(model)
-    if name is None:
-        return None
-    text = f"{error.code or ''} {error.message}".lower()
-    return name if "model" in text or name.lower() in text else None
-
-
-def _fix_for(error: rs.ServerError, refused_model: str | None = None) -> str:
-    """A sentence telling the user what to change, where the error says enough."""
-    text = f"{error.code or ''} {error.message}".lower()
-    if refused_model is not None:
-        return (
-            f". Waves refused model {refused_model!r}: set a model Waves offers with "
-            f"Settings(model=...) (this version knows {known_models()})."
-        )
-    if "voice" in text:
-        return (
-            ". Pick a voice id from `pipecat-waves voices` (GET "
-            "/waves/v1/lightning-v3.1/get_voices) and set it with Settings(voice=...)."
-        )
-    if "language" in text:
-        return ". Set a language Waves supports with Settings(language=...)."
-    if "content_filter" in text:
-        return ". The text was blocked by the content filter; see Settings(content_filter=...)."
-    return ""

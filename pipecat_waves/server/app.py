@@ -14,7 +14,12 @@ from pipecat_waves.server.backends import SpeechBackend
 from pipecat_waves.server.behaviour import ServerBehaviour
 from pipecat_waves.server.http import MAX_BODY_BYTES, HttpHandlers
 from pipecat_waves.server.live import MAX_FRAME_BYTES, LiveConnection
-from pipecat_waves.server.records import ConnectionRecord, SegmentRecord, safe_headers
+from pipecat_waves.server.records import (
+    ConnectionRecord,
+    HttpRequestRecord,
+    SegmentRecord,
+    safe_headers,
+)
 from pipecat_waves.server.state import ServerState, too_many_response, unauthorized_response
 
 #: The WebSocket layer's frame limit, checked on the frame header before the
@@ -224,6 +229,14 @@ class LocalWavesServer:
         A snapshot; empty unless the server was made with ``record=True``.
         """
         return list(self._state.segments)
+
+    @property
+    def http_requests(self) -> list[HttpRequestRecord]:
+        """SSE and sync synthesis requests, in arrival order (refused ones too).
+
+        A snapshot; empty unless the server was made with ``record=True``.
+        """
+        return list(self._state.http_requests)
 
     @property
     def rejected_connections(self) -> int:

@@ -48,9 +48,11 @@ class ServerBehaviour:
     The other fields switch on each alternative reading (or inject faults).
 
     Attributes:
-        ttfb_ms: Delay before a segment's first audio chunk.
+        ttfb_ms: Delay before a segment's first audio chunk (on SSE, before
+            a request's first audio event).
         chunk_ms: Milliseconds of audio per WebSocket ``chunk`` frame.
-        chunk_interval_ms: Pause between chunks (keeps audio in flight).
+        chunk_interval_ms: Pause between chunks (keeps audio in flight), on
+            the live socket and between SSE audio events alike.
         handshake_delay_ms: Delay before the upgrade is answered (stands in
             for TLS and network round trips).
         echo_external_request_id: Echo the client's ``request_id`` as
@@ -77,7 +79,8 @@ class ServerBehaviour:
         drop_after_chunks: Abort the TCP connection (no close frame) once a
             connection has sent this many chunks. Fires once per server.
         error_on_request: Answer the Nth synthesis-bearing message (1-based,
-            counted across the server) with an error instead of audio.
+            counted across the server, SSE and sync requests included) with
+            an error instead of audio (HTTP 500 on SSE and sync).
         max_connections: Most simultaneous live sockets and HTTP streams.
         reject_with: How an excess socket is turned away: accepted then closed
             with 1008, or HTTP 429 before the upgrade.
@@ -117,7 +120,7 @@ class ServerBehaviour:
             stream releases half a sentence.
         idle_timeout_s: Idle timeout when the URL gives no ``?timeout=``.
         split_odd_bytes: Cut audio into odd-sized chunks, so chunks end in
-            the middle of a 16-bit sample.
+            the middle of a 16-bit sample (SSE audio events too).
         interleave_contexts: Synthesize different contexts of one connection
             concurrently, their frames interleaved; otherwise segments of all
             contexts are served first come, first served, one at a time.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import json
@@ -20,10 +21,12 @@ from pipecat_waves.server.dicts import (
     parse_dict_ids,
     parse_items,
 )
+from pipecat_waves.server.records import HttpRequestRecord, safe_headers
 from pipecat_waves.server.state import (
     ServerState,
     new_request_id,
     new_session_id,
+    server_error_response,
     too_many_response,
     unauthorized_response,
 )
@@ -165,6 +168,17 @@ def parse_body(body: Any) -> HttpSynthesisRequest:
     )
 
 
+def _id_headers(body: HttpSynthesisRequest) -> dict[str, str]:
+    """The documented id headers: the server's own, and echoes of what the client sent."""
+    headers = {"X-Session-Id": new_session_id("http"), "X-Request-Id": new_request_id()}
+    # Echoes only of what the client sent: an empty header says nothing.
+    if body.session_id:
+        headers["X-External-Session-Id"] = body.session_id
+    if body.request_id:
+        headers["X-External-Request-Id"] = body.request_id
+    return headers
+
+
 def _bad_request(error: BodyError) -> web.Response:
     path = [error.path] if error.path else []
     body = {"error": [{"code": "custom", "path": path, "message": error.message}]}
@@ -182,41 +196,76 @@ class HttpHandlers:
     def __init__(self, state: ServerState) -> None:
         self._state = state
 
-    async def _admit(self, request: web.Request) -> HttpSynthesisRequest | web.Response:
+    def _record(self, endpoint: str, request: web.Request, raw: bytes | None) -> HttpRequestRecord:
+        """A record of this request, kept only when the server records."""
+        body: Any = None
+        if raw is not None:
+            try:
+                body = json.loads(raw)
+            except (ValueError, RecursionError):
+                body = None
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        record = HttpRequestRecord(
+            endpoint=endpoint,
+            body=body,
+            headers=safe_headers(request.headers),
+            peer=(str(peer[0]), int(peer[1])) if peer else None,
+        )
+        if self._state.record:
+            self._state.http_requests.append(record)
+        return record
+
+    async def _admit(
+        self, endpoint: str, request: web.Request
+    ) -> tuple[HttpSynthesisRequest | web.Response, HttpRequestRecord]:
         """Authenticate, check capacity and validate; a response means refusal."""
         if not self._state.is_authorized(request):
-            return unauthorized_response()
+            record = self._record(endpoint, request, None)
+            record.status = 401
+            return unauthorized_response(), record
+        # Over MAX_BODY_BYTES, aiohttp answers 413 itself (the app's
+        # client_max_size) without reading the rest.
+        raw = await request.read()
+        record = self._record(endpoint, request, raw)
+        refusal: web.Response | None = None
         if self._state.at_capacity():
-            return too_many_response()
-        try:
-            # Over MAX_BODY_BYTES, aiohttp answers 413 itself (the app's
-            # client_max_size) without reading the rest.
-            body = decode_body(await request.read())
-        except BodyError as e:
-            return _bad_request(e)
-        if not body.pronunciation_dicts:
-            return body
-        key = self._state.key_of(request)
-        try:
-            found = self._state.dicts.resolve(key, body.pronunciation_dicts)
-        except DictError as e:
-            return _bad_request(BodyError("pronunciation_dicts", e.message))
-        return dataclasses.replace(body, dicts=found)
+            refusal = too_many_response()
+        else:
+            try:
+                admitted = decode_body(raw)
+            except BodyError as e:
+                refusal = _bad_request(e)
+            else:
+                if admitted.pronunciation_dicts:
+                    key = self._state.key_of(request)
+                    try:
+                        found = self._state.dicts.resolve(key, admitted.pronunciation_dicts)
+                    except DictError as e:
+                        refusal = _bad_request(BodyError("pronunciation_dicts", e.message))
+                    else:
+                        admitted = dataclasses.replace(admitted, dicts=found)
+                if refusal is None and self._state.count_synthesis_request():
+                    refusal = server_error_response()
+        if refusal is not None:
+            record.status = refusal.status
+            return refusal, record
+        return admitted, record
 
     async def sse(self, request: web.Request) -> web.StreamResponse:
         """``POST /waves/v1/tts/live``: audio as server-sent events."""
-        admitted = await self._admit(request)
+        admitted, record = await self._admit("sse", request)
         if isinstance(admitted, web.Response):
             return admitted
         self._state.active += 1
         try:
-            return await self._stream_sse(request, admitted)
+            return await self._stream_sse(request, admitted, record)
         finally:
             self._state.active -= 1
 
     async def _stream_sse(
-        self, request: web.Request, body: HttpSynthesisRequest
+        self, request: web.Request, body: HttpSynthesisRequest, record: HttpRequestRecord
     ) -> web.StreamResponse:
+        behaviour = self._state.behaviour
         synthesis = await synthesize(
             self._state.backend,
             body.text,
@@ -225,24 +274,44 @@ class HttpHandlers:
             sample_rate=body.sample_rate,
             dicts=body.dicts,
         )
+        size = chunk_size(body.sample_rate, SSE_CHUNK_MS, odd=behaviour.split_odd_bytes)
+        pieces = list(split_audio(synthesis.pcm, size))
+        record.chunks_total = len(pieces)
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **_id_headers(body),
+            }
         )
         await response.prepare(request)
-        for piece in split_audio(synthesis.pcm, chunk_size(body.sample_rate, SSE_CHUNK_MS)):
-            data = {
-                "audio": base64.b64encode(piece).decode("ascii"),
-                "done": False,
-                "status": "206",
-            }
-            await response.write(f"event: audio\ndata: {json.dumps(data)}\n\n".encode())
-        await response.write(f"data: {json.dumps({'status': '200', 'done': True})}\n\n".encode())
-        await response.write_eof()
+        try:
+            if behaviour.ttfb_ms > 0:
+                await asyncio.sleep(behaviour.ttfb_ms / 1000)
+            for i, piece in enumerate(pieces):
+                if i and behaviour.chunk_interval_ms > 0:
+                    await asyncio.sleep(behaviour.chunk_interval_ms / 1000)
+                data = {
+                    "audio": base64.b64encode(piece).decode("ascii"),
+                    "done": False,
+                    "status": "206",
+                }
+                await response.write(f"event: audio\ndata: {json.dumps(data)}\n\n".encode())
+                record.chunks_sent += 1
+            done = json.dumps({"status": "200", "done": True})
+            await response.write(f"data: {done}\n\n".encode())
+            await response.write_eof()
+        except ConnectionResetError:
+            # The client closed the stream (a barge-in, say): routine.
+            record.abandoned = True
+            logger.debug(f"SSE stream abandoned after {record.chunks_sent} of {len(pieces)} chunks")
+            return response
+        record.finished = True
         return response
 
     async def sync(self, request: web.Request) -> web.StreamResponse:
         """``POST /waves/v1/tts``: the whole audio as the response body."""
-        admitted = await self._admit(request)
+        admitted, _record = await self._admit("sync", request)
         if isinstance(admitted, web.Response):
             return admitted
         self._state.active += 1
@@ -261,14 +330,8 @@ class HttpHandlers:
         if admitted.output_format == "wav":
             audio = wav_bytes(audio, admitted.sample_rate)
         logger.debug(f"sync synthesis: {len(audio)} bytes")
-        headers = {"X-Session-Id": new_session_id("http"), "X-Request-Id": new_request_id()}
-        # Echoes only of what the client sent: an empty header says nothing.
-        if admitted.session_id:
-            headers["X-External-Session-Id"] = admitted.session_id
-        if admitted.request_id:
-            headers["X-External-Request-Id"] = admitted.request_id
         # The real service labels raw PCM audio/wav too; clients go by output_format.
-        return web.Response(body=audio, content_type="audio/wav", headers=headers)
+        return web.Response(body=audio, content_type="audio/wav", headers=_id_headers(admitted))
 
     async def voices(self, request: web.Request) -> web.Response:
         """``GET /waves/v1/lightning-v3.1/get_voices``: the catalogue."""

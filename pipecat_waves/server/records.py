@@ -75,3 +75,31 @@ class SegmentRecord:
     completed: bool = False
     cancelled: bool = False
     coalesced: bool = False
+
+
+@dataclass
+class HttpRequestRecord:
+    """One synthesis request on the SSE or sync endpoint, admitted or not.
+
+    Attributes:
+        endpoint: ``"sse"`` or ``"sync"``.
+        body: The decoded JSON body as received (``None`` if it was not JSON).
+        headers: The request's headers, credentials removed.
+        peer: The client's ``(host, port)``: requests with the same peer came
+            over the same TCP connection.
+        status: The HTTP status answered.
+        chunks_sent: SSE audio events written.
+        chunks_total: SSE audio events the reply had.
+        finished: The SSE stream ended with its ``done`` event.
+        abandoned: The client closed the connection before the end.
+    """
+
+    endpoint: str
+    body: Any
+    headers: CIMultiDict[str]
+    peer: tuple[str, int] | None
+    status: int = 200
+    chunks_sent: int = 0
+    chunks_total: int = 0
+    finished: bool = False
+    abandoned: bool = False

@@ -13,7 +13,12 @@ from aiohttp import web
 from pipecat_waves.server.backends import SpeechBackend
 from pipecat_waves.server.behaviour import ServerBehaviour
 from pipecat_waves.server.dicts import DictStore
-from pipecat_waves.server.records import RECORD_LIMIT, ConnectionRecord, SegmentRecord
+from pipecat_waves.server.records import (
+    RECORD_LIMIT,
+    ConnectionRecord,
+    HttpRequestRecord,
+    SegmentRecord,
+)
 
 
 def _bounded() -> deque:
@@ -33,6 +38,8 @@ class ServerState:
             ``RECORD_LIMIT``).
         segments: Released segments across all connections, in release
             order (the last ``RECORD_LIMIT``).
+        http_requests: SSE and sync synthesis requests, in arrival order
+            (the last ``RECORD_LIMIT``).
         active: Live sockets and HTTP streams open right now.
         rejected_connections: Upgrades turned away by ``max_connections``.
         synthesis_requests: Synthesis-bearing messages seen (for ``error_on_request``).
@@ -47,6 +54,7 @@ class ServerState:
     record: bool = False
     connections: deque[ConnectionRecord] = field(default_factory=_bounded)
     segments: deque[SegmentRecord] = field(default_factory=_bounded)
+    http_requests: deque[HttpRequestRecord] = field(default_factory=_bounded)
     connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     active: int = 0
     rejected_connections: int = 0
@@ -107,4 +115,11 @@ def too_many_response() -> web.Response:
         {"error": "TooManyRequests", "message": "Concurrency limit reached; retry shortly."},
         status=429,
         headers={"Retry-After": "1"},
+    )
+
+
+def server_error_response() -> web.Response:
+    """The 500 answered to the request ``error_on_request`` picks, as the API documents it."""
+    return web.json_response(
+        {"error": "InternalServerError", "message": "An unexpected error occurred."}, status=500
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import struct
@@ -150,3 +151,78 @@ async def test_voices_shape(server, http):
 async def test_voices_need_auth(server, http):
     async with http.get(server.base_url + VOICES_PATH) as response:
         assert response.status == 401
+
+
+async def test_sse_names_the_request_in_headers_as_documented(server, http):
+    body = {**BODY, "request_id": "r7", "session_id": "s7"}
+    async with http.post(server.base_url + LIVE_PATH, json=body, headers=AUTH) as response:
+        assert response.status == 200
+        assert response.headers["X-Request-Id"].startswith("task_")
+        assert response.headers["X-Session-Id"]
+        assert response.headers["X-External-Request-Id"] == "r7"
+        assert response.headers["X-External-Session-Id"] == "s7"
+        await response.read()
+
+
+async def test_sse_odd_chunks_still_join_to_the_audio(make_server, http):
+    server = await make_server(split_odd_bytes=True)
+    async with http.post(server.base_url + LIVE_PATH, json=BODY, headers=AUTH) as response:
+        events = parse_sse(await response.text())
+    pieces = [base64.b64decode(d["audio"]) for name, d in events if name == "audio"]
+    assert len(pieces) > 2 and len(pieces[0]) % 2 == 1
+    assert b"".join(pieces) == tone(BODY["text"])
+
+
+async def test_sse_paces_its_events_when_asked(make_server, http):
+    # 0.1 s between events: the first arrives while the rest are still to come.
+    server = await make_server(chunk_interval_ms=100)
+    async with http.post(server.base_url + LIVE_PATH, json=BODY, headers=AUTH) as response:
+        first = await response.content.readuntil(b"\n\n")
+        assert first.startswith(b"event: audio")
+        record = server.http_requests[-1]
+        assert record.chunks_sent < record.chunks_total
+        await response.read()
+    assert server.http_requests[-1].finished
+
+
+async def test_sse_request_chosen_by_error_on_request_gets_500(make_server, http):
+    server = await make_server(error_on_request=2)
+    statuses = []
+    for _ in range(3):
+        async with http.post(server.base_url + LIVE_PATH, json=BODY, headers=AUTH) as response:
+            statuses.append(response.status)
+            body = await response.json() if response.status != 200 else None
+            if body is not None:
+                assert body == {
+                    "error": "InternalServerError",
+                    "message": "An unexpected error occurred.",
+                }
+            else:
+                await response.read()
+    assert statuses == [200, 500, 200]
+
+
+async def test_http_requests_are_recorded_without_the_key(server, http):
+    for _ in range(2):
+        async with http.post(server.base_url + LIVE_PATH, json=BODY, headers=AUTH) as response:
+            await response.read()
+    async with http.post(server.base_url + LIVE_PATH, json=BODY) as response:
+        assert response.status == 401
+    first, second, refused = server.http_requests
+    assert first.body == BODY and first.endpoint == "sse" and first.finished
+    assert "Authorization" not in first.headers
+    # One client session, one kept-alive TCP connection.
+    assert first.peer is not None and first.peer == second.peer
+    assert refused.status == 401 and refused.body is None
+
+
+async def test_a_client_closing_mid_stream_is_recorded_as_abandoned(make_server, http):
+    server = await make_server(chunk_interval_ms=50)
+    async with http.post(server.base_url + LIVE_PATH, json=BODY, headers=AUTH) as response:
+        await response.content.readuntil(b"\n\n")
+        response.close()
+    record = server.http_requests[-1]
+    async with asyncio.timeout(5):
+        while not record.abandoned:  # noqa: ASYNC110 - the server notices on its next write
+            await asyncio.sleep(0.01)
+    assert not record.finished and record.chunks_sent < record.chunks_total
