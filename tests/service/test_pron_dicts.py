@@ -17,13 +17,14 @@ import pytest
 from loguru import logger
 from pipecat.frames.frames import TTSSpeakFrame, TTSTextFrame, TTSUpdateSettingsFrame
 
-from pipecat_waves import WavesTTSService
+from pipecat_waves import WavesHttpTTSService, WavesTTSService
 from pipecat_waves.protocol.constants import PRONUNCIATION_DICTS_PATH
 from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
 from tests.service.helpers import (
     API_KEY,
+    RATE,
     contexts_in_order,
     errors,
     heard,
@@ -197,3 +198,23 @@ def test_malformed_dictionary_settings_are_refused_up_front(value, message):
             base_url="ws://127.0.0.1:9",
             settings=WavesTTSService.Settings(pronunciation_dicts=value),
         )
+
+
+async def test_the_http_service_sends_them_and_is_heard_with_the_pronunciations():
+    # HTTP is where Waves documents the field: WavesHttpTTSService always sends it.
+    async with tone_server() as server:
+        dict_id = await create_dict(server)
+        service = WavesHttpTTSService(
+            api_key=API_KEY,
+            base_url=server.base_url,
+            sample_rate=RATE,
+            settings=WavesHttpTTSService.Settings(pronunciation_dicts=[dict_id]),
+        )
+        down, up = await speak_two(service)
+    assert errors(up) == []
+    first, second = contexts_in_order(down)
+    vocabulary = f"{FIRST} {FIRST_SAID} {SECOND}"
+    assert heard(down, vocabulary, first) == FIRST_SAID.split()
+    assert heard(down, vocabulary, second) == SECOND_SAID.split()
+    bodies = [r.body for r in server.http_requests if isinstance(r.body, dict)]
+    assert bodies and all(b.get("pronunciation_dicts") == [dict_id] for b in bodies)
