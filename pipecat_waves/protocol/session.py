@@ -24,7 +24,6 @@ Where each rule lives:
 
 from __future__ import annotations
 
-import enum
 import re
 from collections import deque
 from collections.abc import Iterable
@@ -33,9 +32,18 @@ from dataclasses import dataclass, replace
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.backoff import backoff_s
+from pipecat_waves.protocol.connection_state import ConnEvent, ConnState, next_conn_state
 from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
 from pipecat_waves.protocol.keepalive import KeepAlive, complains_of_ping, is_idle_timeout
 from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
+from pipecat_waves.protocol.reply_state import (
+    NEEDS_CONTEXT,
+    ON_THE_QUIET_CLOCK,
+    REFUSED_PHASES,
+    ReplyEvent,
+    ReplyPhase,
+    next_phase,
+)
 from pipecat_waves.protocol.text import split_at_words
 from pipecat_waves.protocol.traits import ServerTraits
 
@@ -241,14 +249,6 @@ class SessionConfig:
     retry_budget_s: float = 10.0
 
 
-class ConnState(enum.Enum):
-    """What a connection is doing."""
-
-    SPARE = "spare"  # open and free
-    CARRYING = "carrying"  # carries one reply; every frame on it is that reply's
-    RETIRED = "retired"  # being closed; whatever it still delivers is discarded
-
-
 @dataclass
 class _Conn:
     id: int
@@ -262,11 +262,14 @@ class _Conn:
     last_pong_at: float = float("-inf")
     unnamed: int = 0  # segments of a server that names none, so far
     ignore_refusals: bool = False  # refusals of an attempt already being retried
-    aborting: bool = False  # dropped for not answering; its reply moves on when it is gone
 
     @property
     def open(self) -> bool:
         return self.state is not ConnState.RETIRED
+
+    def to(self, event: ConnEvent) -> None:
+        """Move on ``event``: the one place a connection's state changes."""
+        self.state = next_conn_state(self.state, event)
 
 
 @dataclass
@@ -274,7 +277,6 @@ class _Retry:
     first_refused_at: float
     tries: int = 0
     not_before: float = 0.0
-    wait_for_own: bool = False  # until one of our own replies frees a slot
 
 
 @dataclass
@@ -284,12 +286,12 @@ class _ReplyInfo:
     reply: Reply
     params: rq.VoiceParams
     max_buffer_delay_ms: int | None
-    conn: int | None = None
-    error: rs.ServerError | None = None
+    phase: ReplyPhase = ReplyPhase.QUEUED
+    conn: int | None = None  # the connection carrying it, while one does
+    error: rs.ServerError | None = None  # what FAILING will report
     error_at: float = 0.0
-    retry: _Retry | None = None
+    retry: _Retry | None = None  # the clock of its refusals, from the first one on
     drops: int = 0  # connections lost while carrying it
-    new_attempt: bool = True  # the next send starts a new server context
     resume_at: int | None = None  # where that context starts (None: first unspoken word)
     wire_seq: int = 0
     asked_no_backoff: bool = False  # its current context was sent complete_backoff_ms
@@ -299,6 +301,23 @@ class _ReplyInfo:
     # one has been spoken (a server context keeps one voice).
     next_params: rq.VoiceParams | None = None
     switch_at: int = 0
+
+    def to(self, event: ReplyEvent) -> None:
+        """Move on ``event``: the one place a reply's phase changes.
+
+        The reply's own :class:`ReplyState` follows it into the ended states,
+        so that the two never disagree about a reply being over.
+        """
+        self.phase = next_phase(self.phase, event)
+        if self.phase.ended:
+            self.reply.state = _ENDED_STATE[self.phase]
+
+
+_ENDED_STATE = {
+    ReplyPhase.FINISHED: ReplyState.FINISHED,
+    ReplyPhase.FAILED: ReplyState.FAILED,
+    ReplyPhase.CANCELLED: ReplyState.CANCELLED,
+}
 
 
 class WavesSession:
@@ -488,6 +507,7 @@ class WavesSession:
         elif info is not None and not info.reply.state.ended:
             info.conn = None
             info.drops += 0 if refused else 1
+            info.to(ReplyEvent.LOST)
             if info.drops > MAX_DROPS_PER_REPLY:
                 # A server that drops every try would have the rest resent (and
                 # its start, without timestamps, repeated) for ever.
@@ -497,6 +517,7 @@ class WavesSession:
                     CONNECTION_LOST,
                 )
                 info.error_at = now
+                info.to(ReplyEvent.ERROR)
                 out.extend(self._check_reply(info, now, force=True))
             else:
                 what = "turned away" if refused else "lost mid-reply"
@@ -506,7 +527,6 @@ class WavesSession:
                         f"connection {conn} {what}; resending the rest of the reply",
                     )
                 )
-                info.new_attempt = True
                 info.error = None
         elif not refused:
             idle_for = now - state.last_sent_at
@@ -557,6 +577,8 @@ class WavesSession:
                 info.params = params  # nothing sent with the old ones yet
             elif info.next_params is None:
                 info.next_params, info.switch_at = params, len(reply.text)
+                if info.phase in (ReplyPhase.SENDING, ReplyPhase.SPEAKING):
+                    info.to(ReplyEvent.PARAMS_CHANGED)
             else:
                 info.next_params = params
         reply.add_text(text)
@@ -571,7 +593,7 @@ class WavesSession:
         reply.state = ReplyState.CLOSING
         if info.conn is None and not reply.attempts and not reply.text.strip():
             # Nothing was ever said; the server has nothing to answer.
-            reply.state = ReplyState.FINISHED
+            info.to(ReplyEvent.FINISH)
             return [ContextFinished(context_id)]
         return self._dispatch(now)
 
@@ -609,7 +631,7 @@ class WavesSession:
             info = self._replies.get(context_id)
             if info is None or info.reply.state.ended:
                 continue
-            info.reply.state = ReplyState.CANCELLED
+            info.to(ReplyEvent.CANCEL)
             info.retry = None
             conn = self._conns.get(info.conn) if info.conn is not None else None
             if conn is None or conn.state is ConnState.RETIRED:
@@ -642,8 +664,8 @@ class WavesSession:
         info = self._replies.pop(context_id, None)
         if info is None:
             return
-        if not info.reply.state.ended:
-            info.reply.state = ReplyState.CANCELLED
+        if not info.phase.ended:
+            info.to(ReplyEvent.CANCEL)
         for attempt in info.reply.attempts:
             self._by_wire.pop(attempt.wire_id, None)
 
@@ -711,15 +733,17 @@ class WavesSession:
     ) -> list[Output]:
         reply = info.reply
         segment = self._segment(conn, reply, event.envelope, now)  # type: ignore[union-attr]
+        info.to(ReplyEvent.FRAME)
+        failing = info.phase is ReplyPhase.FAILING
         out: list[Output] = []
         if isinstance(event, rs.AudioChunk):
             pcm = reply.add_audio(segment, event.audio, now)
-            if pcm and info.error is None:
+            if pcm and not failing:
                 out.append(AudioOut(reply.id, pcm))
         elif isinstance(event, rs.WordTimestamp):
             self._timed_voices.add(info.params.voice_id)
             time_s = reply.add_word(segment, event.word, event.start, event.end, now)
-            if info.error is None:
+            if not failing:
                 out.append(WordOut(reply.id, event.word, time_s))
         elif isinstance(event, rs.SegmentComplete):
             reply.complete(segment, now)
@@ -770,9 +794,10 @@ class WavesSession:
             if conn.ignore_refusals:
                 return []  # another fragment of the attempt already being retried
             return self._on_refused(conn, info, error, now)
-        if info.error is None:
+        if info.phase is not ReplyPhase.FAILING:
             info.error = error
             info.error_at = now
+            info.to(ReplyEvent.ERROR)
         return self._check_reply(info, now)
 
     def _on_complete_backoff_refused(
@@ -798,7 +823,9 @@ class WavesSession:
         if info is None or attempt is None or not info.asked_no_backoff:
             return out  # another fragment of a context already restarted
         info.asked_no_backoff = False
-        info.new_attempt = True
+        if info.phase is ReplyPhase.FAILING:
+            return out  # nothing more of it is sent
+        info.to(ReplyEvent.RESTART)
         if attempt.segments:
             # Part was accepted after all and its audio is still coming on
             # this socket: leave it, and resume the unheard rest elsewhere.
@@ -824,7 +851,9 @@ class WavesSession:
         if info is None or attempt is None or not info.asked_dicts:
             return out  # another fragment of a context already restarted
         info.asked_dicts = False
-        info.new_attempt = True
+        if info.phase is ReplyPhase.FAILING:
+            return out  # nothing more of it is sent
+        info.to(ReplyEvent.RESTART)
         if attempt.segments:
             out.extend(self._retire(conn, "resuming without 'pronunciation_dicts'"))
             info.conn = None
@@ -860,20 +889,23 @@ class WavesSession:
         waits for it (no clock, no budget). Otherwise it is retried with
         backoff for at most ``retry_budget_s``, then reported once.
         """
+        if info.phase is ReplyPhase.FAILING:
+            return []  # already failing for another reason
         retry = info.retry or _Retry(first_refused_at=now)
         info.retry = retry
-        info.new_attempt = True
         conn.ignore_refusals = True
         if self._own_slots_held(info):
-            retry.wait_for_own = True
+            info.to(ReplyEvent.REFUSED_WAIT_OWN)
             return [ContextRetrying(info.reply.id, error, None)]
         if now - retry.first_refused_at >= self.config.retry_budget_s:
             info.error = error
             info.error_at = now
+            info.to(ReplyEvent.ERROR)
             return self._check_reply(info, now, force=True)
         retry.tries += 1
         delay = backoff_s(retry.tries, RETRY_FIRST_S, RETRY_LARGEST_S)
         retry.not_before = now + delay
+        info.to(ReplyEvent.REFUSED)
         return [ContextRetrying(info.reply.id, error, delay)]
 
     def _own_slots_held(self, info: _ReplyInfo) -> bool:
@@ -885,17 +917,18 @@ class WavesSession:
             if (
                 other is not None
                 and other is not info
-                and other.retry is None  # a refused reply holds no slot
-                and not other.reply.state.ended
+                and other.phase not in REFUSED_PHASES  # a refused reply holds no slot
+                and not other.phase.ended
             ):
                 return True
         return False
 
     def _own_slot_freed(self) -> None:
         for info in self._replies.values():
-            if info.retry is not None and info.retry.wait_for_own:
-                info.retry.wait_for_own = False
+            if info.phase is ReplyPhase.WAITING_OWN:
+                assert info.retry is not None
                 info.retry.not_before = 0.0
+                info.to(ReplyEvent.SLOT_FREED)
 
     # ----------------------------------------------------------------- endings
 
@@ -904,22 +937,25 @@ class WavesSession:
         reply = info.reply
         if reply.state.ended:
             return []
-        if info.error is not None:
+        if info.phase is ReplyPhase.FAILING:
+            assert info.error is not None
             # Audio already under way for the failed reply plays out first.
             quiet = now - max(reply.last_frame_at or 0.0, info.error_at)
             if not force and quiet < self.config.tail_guard_s:
                 return []
-            reply.state = ReplyState.FAILED
+            info.to(ReplyEvent.GIVE_UP)
             self._failed.append(reply.id)
             out: list[Output] = [ContextFailed(reply.id, info.error)]
             out += self._release(info, clean=False)
             self.forget(reply.id)
             return out + self._dispatch(now)
+        if info.phase not in ON_THE_QUIET_CLOCK:
+            return []
         needed = self._quiet_needed(info)
         since = reply.quiet_since()
         if needed is None or since is None or now - since < needed:
             return []
-        if info.next_params is not None:
+        if info.phase is ReplyPhase.SWITCHING:
             return self._switch_params(info, now)
         if not reply.words_prove_spoken():
             # Quiet alone could be a stalled socket: where the server answers
@@ -927,7 +963,7 @@ class WavesSession:
             conn = self._conns.get(info.conn) if info.conn is not None else None
             if conn is not None and self._keepalive.can_probe_stalls and conn.last_pong_at < since:
                 return [self._ping(conn, now)] if conn.ping_sent_at is None else []
-        reply.state = ReplyState.FINISHED
+        info.to(ReplyEvent.FINISH)
         how = "every word timed" if reply.words_prove_spoken() else "quiet guard"
         out = [
             ContextFinished(reply.id),
@@ -949,7 +985,7 @@ class WavesSession:
         """The text before a settings change has been spoken: go on with the new ones."""
         assert info.next_params is not None
         info.params, info.next_params = info.next_params, None
-        info.new_attempt = True
+        info.to(ReplyEvent.SWITCHED)
         info.resume_at = info.switch_at
         return self._dispatch(now)
 
@@ -966,8 +1002,7 @@ class WavesSession:
         conn = self._conns.get(info.conn) if info.conn is not None else None
         info.conn = None
         refused_waiting = any(
-            other.retry is not None and other is not info and not other.reply.state.ended
-            for other in self._replies.values()
+            other.phase in REFUSED_PHASES and other is not info for other in self._replies.values()
         )
         self._own_slot_freed()
         if conn is None or conn.state is ConnState.RETIRED:
@@ -982,13 +1017,13 @@ class WavesSession:
             # held-back ``complete``; closing the socket frees it now for the
             # reply that was refused one.
             return self._retire(conn, "free its concurrency slot for a waiting reply")
-        conn.state = ConnState.SPARE
+        conn.to(ConnEvent.FREE)
         return []
 
     def _retire(self, conn: _Conn, reason: str) -> list[Output]:
         if conn.state is ConnState.RETIRED:
             return []
-        conn.state = ConnState.RETIRED
+        conn.to(ConnEvent.RETIRE)
         return [CloseConnection(conn.id, reason)]
 
     # ------------------------------------------------------------------ timers
@@ -1012,7 +1047,10 @@ class WavesSession:
         """
         due = [now + self._keepalive.interval_s]
         if self._unreachable and any(
-            i.conn is None and not i.reply.state.ended and i.error is None and i.retry is None
+            i.conn is None
+            and not i.phase.ended
+            and i.phase is not ReplyPhase.FAILING
+            and i.phase not in REFUSED_PHASES
             for i in self._replies.values()
         ):
             due.append(now)  # a reply arrived while the server is unreachable
@@ -1022,7 +1060,7 @@ class WavesSession:
                 continue
             if info.retry is not None and info.retry.not_before > now:
                 due.append(info.retry.not_before)
-            if info.error is not None:
+            if info.phase is ReplyPhase.FAILING:
                 due.append(
                     max(reply.last_frame_at or 0.0, info.error_at) + self.config.tail_guard_s
                 )
@@ -1050,12 +1088,10 @@ class WavesSession:
 
     def _awaits_audio(self, conn: _Conn) -> bool:
         info = self._info(conn.reply)
-        return bool(
-            info and info.error is None and not info.reply.state.ended and info.reply.attempt
-        )
+        return bool(info and info.phase in ON_THE_QUIET_CLOCK and info.reply.attempt)
 
     def _check_connection(self, conn: _Conn, now: float) -> list[Output]:
-        if conn.state is ConnState.RETIRED or conn.aborting:
+        if conn.state in (ConnState.RETIRED, ConnState.ABORTING):
             return []
         if conn.ping_sent_at is not None:
             if now - conn.ping_sent_at < self.config.pong_timeout_s:
@@ -1066,7 +1102,7 @@ class WavesSession:
                 conn.ping_sent_at = None
                 return []
             conn.ping_sent_at = None
-            conn.aborting = True
+            conn.to(ConnEvent.ABORT)
             return [AbortConnection(conn.id, "no answer to a ping")]
         silent_since = max(conn.last_recv_at, conn.last_text_at)
         stalled = (
@@ -1090,8 +1126,7 @@ class WavesSession:
         out: list[Output] = []
         waiting = 0
         for info in self._replies.values():
-            reply = info.reply
-            if reply.state.ended or info.error is not None:
+            if info.phase.ended or info.phase is ReplyPhase.FAILING:
                 continue
             if info.conn is None:
                 if not self._ready_to_start(info, now):
@@ -1128,12 +1163,11 @@ class WavesSession:
             return []
         out: list[Output] = []
         for info in list(self._replies.values()):
-            if info.conn is not None or info.reply.state.ended or info.error is not None:
-                continue
-            if info.retry is not None:
-                continue  # refused, not waiting: its own retry budget applies
+            if info.conn is not None or info.phase not in (ReplyPhase.QUEUED, ReplyPhase.RESENDING):
+                continue  # refused ones are not waiting: their own retry budget applies
             info.error = rs.ServerError(rs.Envelope(), reason, CONNECTION_LOST)
             info.error_at = now
+            info.to(ReplyEvent.ERROR)
             out.extend(self._check_reply(info, now, force=True))
         return out
 
@@ -1146,8 +1180,7 @@ class WavesSession:
     def _ready_to_start(self, info: _ReplyInfo, now: float) -> bool:
         if not self._has_something_to_send(info):
             return False
-        retry = info.retry
-        if retry is not None and (retry.wait_for_own or retry.not_before > now):
+        if self._held_back(info, now):
             return False
         in_flight = sum(
             1
@@ -1156,6 +1189,16 @@ class WavesSession:
         )
         return in_flight < self.config.max_replies_in_flight
 
+    def _held_back(self, info: _ReplyInfo, now: float) -> bool:
+        """Whether a refused reply must wait before it is sent again."""
+        if info.phase is ReplyPhase.WAITING_OWN:
+            return True
+        return (
+            info.phase is ReplyPhase.REFUSED
+            and info.retry is not None
+            and info.retry.not_before > now
+        )
+
     def _spare(self) -> _Conn | None:
         spares = [c for c in self._conns.values() if c.state is ConnState.SPARE]
         # The oldest first: replies stay on one socket when they do not overlap.
@@ -1163,11 +1206,11 @@ class WavesSession:
         return spares[0] if spares else None
 
     def _bind(self, info: _ReplyInfo, conn: _Conn) -> None:
-        conn.state = ConnState.CARRYING
+        assert info.phase in NEEDS_CONTEXT
+        conn.to(ConnEvent.BIND)
         conn.reply = info.reply
         conn.ignore_refusals = False
         info.conn = conn.id
-        info.new_attempt = True
 
     def _send_ready(self, info: _ReplyInfo, now: float) -> list[Output]:
         """Send a bound reply's unsent text, and its end once it has one."""
@@ -1175,12 +1218,13 @@ class WavesSession:
         if conn is None:
             return []
         reply = info.reply
-        retry = info.retry
-        if retry is not None and (retry.wait_for_own or retry.not_before > now):
+        if self._held_back(info, now):
             return []
         notices: list[Output] = []
-        if info.new_attempt:
-            info.new_attempt = False
+        if info.phase in NEEDS_CONTEXT:
+            info.to(ReplyEvent.START_CONTEXT)
+            if info.next_params is not None:
+                info.to(ReplyEvent.PARAMS_CHANGED)
             info.wire_seq += 1
             wire_id = reply.id if info.wire_seq == 1 else f"{reply.id}.{info.wire_seq}"
             reply.start_attempt(wire_id, info.resume_at)
