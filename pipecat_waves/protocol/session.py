@@ -19,15 +19,19 @@ Where each rule lives:
 * **Recovery**: :meth:`WavesSession.connection_lost` (resend what was not
   spoken) and :meth:`WavesSession._on_refused` (retries per reply).
 * **Keep-alive**: :mod:`pipecat_waves.protocol.keepalive`, applied in
-  :meth:`WavesSession._check_connection`.
+  :meth:`WavesSession._conn_due`.
+* **Timed rules**: each written once (:meth:`WavesSession._reply_due`,
+  :meth:`WavesSession._conn_due`, :meth:`WavesSession._unreachable_due`);
+  ``poll`` and ``next_deadline`` both read them (:mod:`.timers`).
 """
 
 from __future__ import annotations
 
 import re
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from functools import partial
 
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
@@ -45,6 +49,7 @@ from pipecat_waves.protocol.reply_state import (
     next_phase,
 )
 from pipecat_waves.protocol.text import split_at_words
+from pipecat_waves.protocol.timers import Due, earliest
 from pipecat_waves.protocol.traits import ServerTraits
 
 #: Gaps remembered for the no-timestamp turn-end guard.
@@ -933,39 +938,30 @@ class WavesSession:
     # ----------------------------------------------------------------- endings
 
     def _check_reply(self, info: _ReplyInfo, now: float, *, force: bool = False) -> list[Output]:
-        """End a reply if the evidence says it is over (or failed)."""
+        """Act on the reply's timed rule if it is due now (``force``: report its failure now)."""
+        if force:
+            return self._report_failure(info, now)
+        due = self._reply_due(info, now)
+        return due.run_if_due(now) if due is not None else []
+
+    def _report_failure(self, info: _ReplyInfo, now: float) -> list[Output]:
+        """Report a failing reply once and free its connection."""
+        assert info.error is not None
         reply = info.reply
-        if reply.state.ended:
-            return []
-        if info.phase is ReplyPhase.FAILING:
-            assert info.error is not None
-            # Audio already under way for the failed reply plays out first.
-            quiet = now - max(reply.last_frame_at or 0.0, info.error_at)
-            if not force and quiet < self.config.tail_guard_s:
-                return []
-            info.to(ReplyEvent.GIVE_UP)
-            self._failed.append(reply.id)
-            out: list[Output] = [ContextFailed(reply.id, info.error)]
-            out += self._release(info, clean=False)
-            self.forget(reply.id)
-            return out + self._dispatch(now)
-        if info.phase not in ON_THE_QUIET_CLOCK:
-            return []
-        needed = self._quiet_needed(info)
-        since = reply.quiet_since()
-        if needed is None or since is None or now - since < needed:
-            return []
-        if info.phase is ReplyPhase.SWITCHING:
-            return self._switch_params(info, now)
-        if not reply.words_prove_spoken():
-            # Quiet alone could be a stalled socket: where the server answers
-            # pings, a pong after the quiet began must show it is alive first.
-            conn = self._conns.get(info.conn) if info.conn is not None else None
-            if conn is not None and self._keepalive.can_probe_stalls and conn.last_pong_at < since:
-                return [self._ping(conn, now)] if conn.ping_sent_at is None else []
+        info.to(ReplyEvent.GIVE_UP)
+        self._failed.append(reply.id)
+        out: list[Output] = [ContextFailed(reply.id, info.error)]
+        out += self._release(info, clean=False)
+        self.forget(reply.id)
+        return out + self._dispatch(now)
+
+    def _finish(self, info: _ReplyInfo, now: float) -> list[Output]:
+        """The reply's audio has all been heard: it is over."""
+        reply = info.reply
+        since = reply.quiet_since() or now
         info.to(ReplyEvent.FINISH)
         how = "every word timed" if reply.words_prove_spoken() else "quiet guard"
-        out = [
+        out: list[Output] = [
             ContextFinished(reply.id),
             Notice("debug", f"reply {reply.id} over ({how}, {now - since:.2f} s after its audio)"),
         ]
@@ -1029,12 +1025,10 @@ class WavesSession:
     # ------------------------------------------------------------------ timers
 
     def poll(self, now: float) -> list[Output]:
-        """Act on time passing: reply ends, retries, keep-alives and stall probes."""
-        out: list[Output] = self._fail_waiting_replies(now, UNREACHABLE_REASON)
-        for info in list(self._replies.values()):
-            out.extend(self._check_reply(info, now))
-        for conn in list(self._conns.values()):
-            out.extend(self._check_connection(conn, now))
+        """Act on time passing: run every timed rule that is due (see :meth:`_dues`)."""
+        out: list[Output] = []
+        for due in self._dues(now):
+            out.extend(due.run_if_due(now))
         out.extend(self._dispatch(now))
         return out
 
@@ -1045,74 +1039,108 @@ class WavesSession:
         bring a deadline forward (new text, a close, a frame) are the shell's
         cue to ask again.
         """
-        due = [now + self._keepalive.interval_s]
-        if self._unreachable and any(
-            i.conn is None
-            and not i.phase.ended
-            and i.phase is not ReplyPhase.FAILING
-            and i.phase not in REFUSED_PHASES
-            for i in self._replies.values()
+        return earliest(list(self._dues(now)), now + self._keepalive.interval_s)
+
+    def _dues(self, now: float) -> Iterator[Due[Output]]:
+        """Every timed rule's next moment, one rule at a time.
+
+        Lazily, so that :meth:`poll` sees each rule as the ones before it
+        left the session.
+        """
+        due = self._unreachable_due(now)
+        if due is not None:
+            yield due
+        for info in list(self._replies.values()):
+            due = self._reply_due(info, now)
+            if due is not None:
+                yield due
+        for conn in list(self._conns.values()):
+            due = self._conn_due(conn)
+            if due is not None:
+                yield due
+
+    def _unreachable_due(self, now: float) -> Due[Output] | None:
+        """Rule: while the server is unreachable, a reply waiting for a connection fails."""
+        if not self._unreachable or any(c.open for c in self._conns.values()):
+            return None
+        if not any(self._waits_for_connection(info) for info in self._replies.values()):
+            return None
+        return Due(now, "fail waiting replies", self._fail_unreachable)
+
+    def _fail_unreachable(self, now: float) -> list[Output]:
+        return self._fail_waiting_replies(now, UNREACHABLE_REASON)
+
+    def _reply_due(self, info: _ReplyInfo, now: float) -> Due[Output] | None:
+        """Rule: when a reply's phase next moves with time, and how.
+
+        A failing reply is reported once the audio under way has played; a
+        refused one is sent again after its backoff; one whose audio went
+        quiet long enough is over (or goes on with its new settings), unless
+        a stalled socket could explain the quiet: then a pong must come first.
+        """
+        reply = info.reply
+        if info.phase is ReplyPhase.FAILING:
+            at = max(reply.last_frame_at or 0.0, info.error_at) + self.config.tail_guard_s
+            return Due(at, "report the failure", partial(self._report_failure, info))
+        if info.phase is ReplyPhase.REFUSED:
+            retry = info.retry
+            if retry is None or retry.not_before <= now:
+                return None  # sent as soon as dispatch finds it room
+            return Due(retry.not_before, "retry the refused reply", self._dispatch)
+        if info.phase not in ON_THE_QUIET_CLOCK:
+            return None
+        needed = self._quiet_needed(info)
+        since = reply.quiet_since()
+        if needed is None or since is None:
+            return None
+        if info.phase is ReplyPhase.SWITCHING:
+            return Due(since + needed, "switch settings", partial(self._switch_params, info))
+        conn = self._conns.get(info.conn) if info.conn is not None else None
+        if (
+            conn is not None
+            and not reply.words_prove_spoken()
+            and self._keepalive.can_probe_stalls
+            and conn.last_pong_at < since
         ):
-            due.append(now)  # a reply arrived while the server is unreachable
-        for info in self._replies.values():
-            reply = info.reply
-            if reply.state.ended:
-                continue
-            if info.retry is not None and info.retry.not_before > now:
-                due.append(info.retry.not_before)
-            if info.phase is ReplyPhase.FAILING:
-                due.append(
-                    max(reply.last_frame_at or 0.0, info.error_at) + self.config.tail_guard_s
-                )
-                continue
-            needed = self._quiet_needed(info)
-            since = reply.quiet_since()
-            if needed is None or since is None:
-                continue
-            conn = self._conns.get(info.conn) if info.conn is not None else None
-            if since + needed <= now and conn is not None and conn.ping_sent_at is not None:
-                continue  # waiting on the liveness pong (its timeout is due below)
-            due.append(since + needed)
-        for conn in self._conns.values():
-            if conn.state is ConnState.RETIRED:
-                continue
+            # Quiet alone could be a stalled socket: where the server answers
+            # pings, a pong after the quiet began must show it is alive first.
             if conn.ping_sent_at is not None:
-                due.append(conn.ping_sent_at + self.config.pong_timeout_s)
-                continue
-            ping_at = self._keepalive.next_ping_at(conn.last_sent_at)
-            if ping_at is not None:
-                due.append(ping_at)
-            if self._awaits_audio(conn) and self._keepalive.can_probe_stalls:
-                due.append(max(conn.last_recv_at, conn.last_text_at) + self.config.stall_probe_s)
-        return min(due)
+                return None  # the pong, or its timeout (the connection's rule), decides
+            return Due(since + needed, "prove the socket alive", partial(self._ping_out, conn))
+        return Due(since + needed, "finish the reply", partial(self._finish, info))
+
+    def _conn_due(self, conn: _Conn) -> Due[Output] | None:
+        """Rule: a connection is pinged when idle or stalled, and dropped if it never answers."""
+        if conn.state in (ConnState.RETIRED, ConnState.ABORTING):
+            return None
+        if conn.ping_sent_at is not None:
+            at = conn.ping_sent_at + self.config.pong_timeout_s
+            return Due(at, "give up on the ping", partial(self._pong_overdue, conn))
+        ats = []
+        ping_at = self._keepalive.next_ping_at(conn.last_sent_at)
+        if ping_at is not None:
+            ats.append(ping_at)
+        if self._awaits_audio(conn) and self._keepalive.can_probe_stalls:
+            ats.append(max(conn.last_recv_at, conn.last_text_at) + self.config.stall_probe_s)
+        if not ats:
+            return None
+        return Due(min(ats), "ping", partial(self._ping_out, conn))
 
     def _awaits_audio(self, conn: _Conn) -> bool:
         info = self._info(conn.reply)
         return bool(info and info.phase in ON_THE_QUIET_CLOCK and info.reply.attempt)
 
-    def _check_connection(self, conn: _Conn, now: float) -> list[Output]:
-        if conn.state in (ConnState.RETIRED, ConnState.ABORTING):
+    def _pong_overdue(self, conn: _Conn, now: float) -> list[Output]:
+        conn.ping_sent_at = None
+        if self._keepalive.ping_supported is not True:
+            # An unanswered first ping says nothing about the socket
+            # (a server may simply ignore unknown messages).
             return []
-        if conn.ping_sent_at is not None:
-            if now - conn.ping_sent_at < self.config.pong_timeout_s:
-                return []
-            if self._keepalive.ping_supported is not True:
-                # An unanswered first ping says nothing about the socket
-                # (a server may simply ignore unknown messages).
-                conn.ping_sent_at = None
-                return []
-            conn.ping_sent_at = None
-            conn.to(ConnEvent.ABORT)
-            return [AbortConnection(conn.id, "no answer to a ping")]
-        silent_since = max(conn.last_recv_at, conn.last_text_at)
-        stalled = (
-            self._awaits_audio(conn)
-            and self._keepalive.can_probe_stalls
-            and now - silent_since >= self.config.stall_probe_s
-        )
-        if stalled or self._keepalive.ping_due(conn.last_sent_at, now):
-            return [self._ping(conn, now)]
-        return []
+        conn.to(ConnEvent.ABORT)
+        return [AbortConnection(conn.id, "no answer to a ping")]
+
+    def _ping_out(self, conn: _Conn, now: float) -> list[Output]:
+        return [self._ping(conn, now)]
 
     def _ping(self, conn: _Conn, now: float) -> Send:
         conn.ping_sent_at = now
@@ -1163,13 +1191,18 @@ class WavesSession:
             return []
         out: list[Output] = []
         for info in list(self._replies.values()):
-            if info.conn is not None or info.phase not in (ReplyPhase.QUEUED, ReplyPhase.RESENDING):
-                continue  # refused ones are not waiting: their own retry budget applies
+            if not self._waits_for_connection(info):
+                continue
             info.error = rs.ServerError(rs.Envelope(), reason, CONNECTION_LOST)
             info.error_at = now
             info.to(ReplyEvent.ERROR)
             out.extend(self._check_reply(info, now, force=True))
         return out
+
+    @staticmethod
+    def _waits_for_connection(info: _ReplyInfo) -> bool:
+        """Whether a reply waits for a connection (a refused one waits for its retry)."""
+        return info.conn is None and info.phase in (ReplyPhase.QUEUED, ReplyPhase.RESENDING)
 
     def _has_something_to_send(self, info: _ReplyInfo) -> bool:
         reply = info.reply

@@ -9,6 +9,7 @@ session can reach would show up here (and should be deleted).
 
 from __future__ import annotations
 
+import copy
 import itertools
 from collections.abc import Callable
 
@@ -493,3 +494,44 @@ def test_an_event_a_reply_cannot_take_raises_in_the_session():
     say(s, "r", "Hello.")
     with pytest.raises(InvalidTransition, match=r"sending.*'switched'"):
         s._replies["r"].to(E.SWITCHED)
+
+
+# ------------------------------------------------------------ one rule, one timer
+
+
+def _moments() -> list[tuple[str, sn.WavesSession, float]]:
+    """Sessions at moments where one timed rule is pending, and the time it is."""
+    out = []
+    s = make_session(tail_guard_s=0.1)
+    ready(s)
+    say(s, "r", "Hello there.")
+    out.append(("stall probe", s, 0.0))
+    s = make_session(tail_guard_s=0.1)
+    ready(s)
+    say(s, "r", "Hello there.")
+    speak_words(s, 1, "t1", ["Hello", "there."], 0.2)
+    out.append(("quiet end", s, 0.2))
+    s = make_session(tail_guard_s=0.1)
+    ready(s)
+    say(s, "r", "Hello.")
+    s.receive(1, chunk("t1", 0.1), 0.2)
+    s.receive(1, error(*VOICE), 0.3)
+    out.append(("failing tail", s, 0.3))
+    s = make_session()
+    ready(s)
+    say(s, "r", "Hello.")
+    s.receive(1, error(*RATE_LIMIT), 0.1)
+    out.append(("refusal backoff", s, 0.1))
+    s = make_session()
+    ready(s)
+    out.append(("keep-alive", s, 0.0))
+    return out
+
+
+@pytest.mark.parametrize(("name", "session", "now"), _moments(), ids=lambda v: str(v)[:20])
+def test_poll_does_nothing_before_the_deadline_and_something_at_it(name, session, now):
+    deadline = session.next_deadline(now)
+    assert deadline > now
+    before = copy.deepcopy(session)
+    assert before.poll(deadline - 1e-6) == [], f"{name}: poll acted before the deadline"
+    assert session.poll(deadline), f"{name}: nothing happened at the deadline"
