@@ -16,6 +16,7 @@ from collections.abc import Callable
 import pytest
 
 from pipecat_waves.protocol import session as sn
+from pipecat_waves.protocol import session_core
 from pipecat_waves.protocol.connection_state import (
     CONN_TRANSITIONS,
     ConnEvent,
@@ -110,8 +111,8 @@ def test_a_real_session_takes_the_rows(scenario, rows, monkeypatch):
         taken.add((state, event))
         return next_conn_state(state, event)
 
-    monkeypatch.setattr(sn, "next_phase", record_reply)
-    monkeypatch.setattr(sn, "next_conn_state", record_conn)
+    monkeypatch.setattr(session_core, "next_phase", record_reply)
+    monkeypatch.setattr(session_core, "next_conn_state", record_conn)
     scenario(make_session(tail_guard_s=0.1, min_gap_guard_s=0.5, max_gap_guard_s=0.5))
     assert rows <= taken, f"not taken: {sorted(map(str, rows - taken))}"
 
