@@ -8,355 +8,78 @@ unit-tested without sockets or an event loop.
 
 Where each rule lives:
 
+* **A reply's life**: one state machine, :mod:`.reply_state` (every phase, and
+  one table of the transitions allowed); **a connection's**: :mod:`.connection_state`.
 * **Reply progress** (when is a reply over?): :mod:`pipecat_waves.protocol.reply`.
 * **Connections and attribution**: :meth:`WavesSession._attribute`. The server
   never names the context a frame belongs to, and need not echo our
   ``request_id``. So a connection carries **one reply at a time**, and every
   frame on it belongs to that reply. Replies that overlap (one playing while
   the next is prepared) each take a connection; a warm spare is kept so that
-  neither a back-to-back reply nor a barge-in waits for a handshake.
+  neither a back-to-back reply nor a barge-in waits for a handshake. What is
+  sent where: :mod:`.dispatch`.
 * **Barge-in**: :meth:`WavesSession.interrupt`, the whole rule set in one place.
 * **Recovery**: :meth:`WavesSession.connection_lost` (resend what was not
-  spoken) and :meth:`WavesSession._on_refused` (retries per reply).
-* **Keep-alive**: :mod:`pipecat_waves.protocol.keepalive`, applied in
-  :meth:`WavesSession._check_connection`.
+  spoken) and :mod:`.refusals` (retries per reply, refused fields).
+* **Timed rules** (reply ends, failures reported after their tail, retries,
+  keep-alive pings, stall probes): each written once in :mod:`.timers`,
+  returning when it is next due and what it does then; ``poll`` and
+  ``next_deadline`` both read them. Keep-alive facts: :mod:`.keepalive`.
+
+The class is assembled from those layers (:mod:`.session_core` holds the
+state they share); this module keeps the methods the shells call.
 """
 
 from __future__ import annotations
 
-import enum
-import re
-from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
 
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
-from pipecat_waves.protocol.backoff import backoff_s
-from pipecat_waves.protocol.constants import MAX_FRAGMENT_CHARS
-from pipecat_waves.protocol.keepalive import KeepAlive, complains_of_ping, is_idle_timeout
+from pipecat_waves.protocol.connection_state import ConnState
+from pipecat_waves.protocol.outputs import AbortConnection as AbortConnection
+from pipecat_waves.protocol.outputs import AudioOut as AudioOut
+from pipecat_waves.protocol.outputs import CloseConnection as CloseConnection
+from pipecat_waves.protocol.outputs import ContextFailed as ContextFailed
+from pipecat_waves.protocol.outputs import ContextFinished as ContextFinished
+from pipecat_waves.protocol.outputs import ContextRetrying as ContextRetrying
+from pipecat_waves.protocol.outputs import Notice as Notice
+from pipecat_waves.protocol.outputs import OpenConnection as OpenConnection
+from pipecat_waves.protocol.outputs import Output as Output
+from pipecat_waves.protocol.outputs import Send as Send
+from pipecat_waves.protocol.outputs import UnattributedError as UnattributedError
+from pipecat_waves.protocol.outputs import WordOut as WordOut
+from pipecat_waves.protocol.refusals import ErrorRules
+from pipecat_waves.protocol.refusals import is_rate_limit as is_rate_limit
+from pipecat_waves.protocol.refusals import refuses_complete_backoff as refuses_complete_backoff
+from pipecat_waves.protocol.refusals import (
+    refuses_pronunciation_dicts as refuses_pronunciation_dicts,
+)
 from pipecat_waves.protocol.reply import Reply, ReplyState, Segment
-from pipecat_waves.protocol.text import split_at_words
+from pipecat_waves.protocol.reply_state import (
+    ReplyEvent,
+    ReplyPhase,
+)
+from pipecat_waves.protocol.session_core import COMPLETE_BACKOFF_MS as COMPLETE_BACKOFF_MS
+from pipecat_waves.protocol.session_core import CONNECTION_LOST as CONNECTION_LOST
+from pipecat_waves.protocol.session_core import GAP_MEMORY as GAP_MEMORY
+from pipecat_waves.protocol.session_core import LIMIT_MEMORY_S as LIMIT_MEMORY_S
+from pipecat_waves.protocol.session_core import MAX_DROPS_PER_REPLY as MAX_DROPS_PER_REPLY
+from pipecat_waves.protocol.session_core import MIN_IDLE_TIMEOUT_TRAIT_S as MIN_IDLE_TIMEOUT_TRAIT_S
+from pipecat_waves.protocol.session_core import RETRY_FIRST_S as RETRY_FIRST_S
+from pipecat_waves.protocol.session_core import RETRY_LARGEST_S as RETRY_LARGEST_S
+from pipecat_waves.protocol.session_core import UNREACHABLE_REASON as UNREACHABLE_REASON
+from pipecat_waves.protocol.session_core import SessionConfig as SessionConfig
+from pipecat_waves.protocol.session_core import _Conn, _ReplyInfo
 from pipecat_waves.protocol.traits import ServerTraits
 
-#: Gaps remembered for the no-timestamp turn-end guard.
-GAP_MEMORY = 32
-#: How long a socket limit learned from a refusal is respected before trying more.
-LIMIT_MEMORY_S = 60.0
-#: Connections a reply may lose and still be resent; one more and it fails.
-MAX_DROPS_PER_REPLY = 3
-#: Waits between retries of a reply refused for the concurrency limit.
-RETRY_FIRST_S = 0.1
-RETRY_LARGEST_S = 2.0
-#: Error code of a reply given up after losing its connection too often.
-CONNECTION_LOST = "CONNECTION_LOST"
 
-#: Why a reply that arrives while the server cannot be reached fails.
-UNREACHABLE_REASON = "the server cannot be reached; the reply was dropped rather than spoken late"
-
-#: An idle socket closed sooner than this is not taken for the server's idle timeout.
-MIN_IDLE_TIMEOUT_TRAIT_S = 2.0
-
-#: ``complete_backoff_ms`` we ask for: a ``complete`` held back (4 s by the
-#: documented default) keeps the context's concurrency slot and delays the
-#: proof that a reply's last segment is over, so none is wanted.
-COMPLETE_BACKOFF_MS = 0
-
-_RATE_LIMIT_CODES = frozenset({"RATE_LIMIT", "CONCURRENCY_LIMIT", "TOO_MANY_REQUESTS", "429"})
-_RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
-
-
-def refuses_complete_backoff(error: rs.ServerError) -> bool:
-    """Whether ``error`` refuses the ``complete_backoff_ms`` field itself."""
-    return "complete_backoff" in f"{error.code or ''} {error.message}".lower()
-
-
-def refuses_pronunciation_dicts(error: rs.ServerError) -> bool:
-    """Whether ``error`` refuses the ``pronunciation_dicts`` field itself."""
-    return "pronunciation_dicts" in f"{error.code or ''} {error.message}".lower()
-
-
-def is_rate_limit(error: rs.ServerError) -> bool:
-    """Whether ``error`` refuses a request for the account's concurrency or rate limit."""
-    return (error.code or "").upper() in _RATE_LIMIT_CODES or bool(
-        _RATE_LIMIT_WORDS.search(error.message)
-    )
-
-
-# ---------------------------------------------------------------------- outputs
-
-
-@dataclass(frozen=True)
-class Send:
-    """Send ``message`` (a JSON object) on connection ``conn``."""
-
-    conn: int
-    message: dict
-
-
-@dataclass(frozen=True)
-class AudioOut:
-    """Audio for reply ``context_id``, whole samples only."""
-
-    context_id: str
-    pcm: bytes
-
-
-@dataclass(frozen=True)
-class WordOut:
-    """A spoken word, ``time_s`` seconds after the start of its reply's audio."""
-
-    context_id: str
-    word: str
-    time_s: float
-
-
-@dataclass(frozen=True)
-class ContextFinished:
-    """Everything sent for ``context_id`` has been spoken; nothing more will come."""
-
-    context_id: str
-
-
-@dataclass(frozen=True)
-class ContextFailed:
-    """The server refused ``context_id``; report it once. Nothing more will come."""
-
-    context_id: str
-    error: rs.ServerError
-
-
-@dataclass(frozen=True)
-class ContextRetrying:
-    """``context_id`` was refused for the concurrency limit and will be sent again."""
-
-    context_id: str
-    error: rs.ServerError
-    delay_s: float | None  # None: as soon as one of our own replies frees its slot
-
-
-@dataclass(frozen=True)
-class OpenConnection:
-    """Open a connection; report it with :meth:`WavesSession.connection_opened`."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class CloseConnection:
-    """Close ``conn`` once the messages already queued for it are sent."""
-
-    conn: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class AbortConnection:
-    """``conn`` stopped answering: drop it now (its reply moves on, see connection_lost)."""
-
-    conn: int
-    reason: str
-
-
-@dataclass(frozen=True)
-class UnattributedError:
-    """An error on ``conn`` that belongs to no reply (the shell decides if it is fatal)."""
-
-    conn: int
-    error: rs.ServerError
-
-
-@dataclass(frozen=True)
-class Notice:
-    """Something routine worth a log line, and nothing more."""
-
-    level: str  # "debug", "info" or "warning"
-    message: str
-
-
-Output = (
-    Send
-    | AudioOut
-    | WordOut
-    | ContextFinished
-    | ContextFailed
-    | ContextRetrying
-    | OpenConnection
-    | CloseConnection
-    | AbortConnection
-    | UnattributedError
-    | Notice
-)
-
-
-# ------------------------------------------------------------------------ state
-
-
-@dataclass
-class SessionConfig:
-    """Tunable timing of the session.
-
-    Parameters:
-        sample_rate: Rate requested from the server; turns byte counts into seconds.
-        tail_guard_s: Once word timestamps account for every word, the most
-            the reply may stay quiet (for trailing silence) before it is over,
-            when its last segment has not completed. Twice the server's
-            longest pause between chunks is used when that is shorter.
-        min_tail_guard_s: The least that trailing-silence guard shrinks to.
-        min_gap_guard_s: Least quiet that ends a reply without word
-            timestamps. The guard grows to twice the longest gap seen
-            between a request and its audio or between two segments.
-        max_gap_guard_s: Most that guard ever grows to.
-        keepalive_interval_s: Ping a connection after this long without
-            sending on it, so the server's idle timeout never closes it.
-        stall_probe_s: A connection awaiting audio and silent this long is
-            asked whether it is alive (only on servers that answer pings).
-        pong_timeout_s: A ping unanswered this long means the connection is dead.
-        spare_connections: Warm connections kept free, so that a barge-in or
-            a back-to-back reply never waits for a handshake.
-        max_connections: Most connections open at once (the account allows
-            five per unit of concurrency).
-        max_replies_in_flight: Replies sent to the server at once: the one
-            playing and the next ones prepared behind it. Later replies wait
-            their turn here, with no clock running.
-        retry_budget_s: How long a reply refused for the concurrency limit,
-            while none of our own replies holds a slot, keeps being retried.
-
-    How long a reply may wait for a connection during an outage is not the
-    session's to judge: the reconnect policy (:mod:`.reconnect`) owns the one
-    outage clock and the shell calls :meth:`WavesSession.unreachable`.
-    """
-
-    sample_rate: int = 24000
-    tail_guard_s: float = 0.25
-    min_tail_guard_s: float = 0.05
-    min_gap_guard_s: float = 0.5
-    max_gap_guard_s: float = 5.0
-    keepalive_interval_s: float = 20.0
-    stall_probe_s: float = 2.0
-    pong_timeout_s: float = 2.0
-    spare_connections: int = 1
-    max_connections: int = 4
-    max_replies_in_flight: int = 2
-    retry_budget_s: float = 10.0
-
-
-class ConnState(enum.Enum):
-    """What a connection is doing."""
-
-    SPARE = "spare"  # open and free
-    CARRYING = "carrying"  # carries one reply; every frame on it is that reply's
-    RETIRED = "retired"  # being closed; whatever it still delivers is discarded
-
-
-@dataclass
-class _Conn:
-    id: int
-    state: ConnState
-    last_sent_at: float
-    last_recv_at: float
-    reply: Reply | None = None
-    previous: Reply | None = None  # the last reply it carried, for late frames
-    ping_sent_at: float | None = None
-    last_text_at: float = 0.0
-    last_pong_at: float = float("-inf")
-    unnamed: int = 0  # segments of a server that names none, so far
-    ignore_refusals: bool = False  # refusals of an attempt already being retried
-    aborting: bool = False  # dropped for not answering; its reply moves on when it is gone
-
-    @property
-    def open(self) -> bool:
-        return self.state is not ConnState.RETIRED
-
-
-@dataclass
-class _Retry:
-    first_refused_at: float
-    tries: int = 0
-    not_before: float = 0.0
-    wait_for_own: bool = False  # until one of our own replies frees a slot
-
-
-@dataclass
-class _ReplyInfo:
-    """What the session keeps beside a reply's progress."""
-
-    reply: Reply
-    params: rq.VoiceParams
-    max_buffer_delay_ms: int | None
-    conn: int | None = None
-    error: rs.ServerError | None = None
-    error_at: float = 0.0
-    retry: _Retry | None = None
-    drops: int = 0  # connections lost while carrying it
-    new_attempt: bool = True  # the next send starts a new server context
-    resume_at: int | None = None  # where that context starts (None: first unspoken word)
-    wire_seq: int = 0
-    asked_no_backoff: bool = False  # its current context was sent complete_backoff_ms
-    asked_dicts: bool = False  # its current context was sent pronunciation_dicts
-    # A voice, model or language change mid-reply: text from ``switch_at`` on
-    # goes to a new server context with these parameters, once the current
-    # one has been spoken (a server context keeps one voice).
-    next_params: rq.VoiceParams | None = None
-    switch_at: int = 0
-
-
-class WavesSession:
+class WavesSession(ErrorRules):
     """Everything the client must remember about its replies and connections.
 
     All methods are synchronous and take the current time; each returns the
     outputs the I/O shell must act on, in order.
     """
-
-    def __init__(
-        self, config: SessionConfig | None = None, traits: ServerTraits | None = None
-    ) -> None:
-        """Start a session.
-
-        Args:
-            config: Timing; the defaults suit the documented server.
-            traits: What is already known of the server (a probe report or
-                an earlier session's :meth:`traits`); see :meth:`_apply_traits`
-                for what is acted on. The keep-alive interval, which a known
-                idle timeout sets, is the config's.
-        """
-        self.config = config or SessionConfig()
-        self._given_traits = traits or ServerTraits()
-        self._replies: dict[str, _ReplyInfo] = {}
-        self._by_wire: dict[str, _ReplyInfo] = {}
-        self._conns: dict[int, _Conn] = {}
-        self._opening = 0  # OpenConnection outputs not yet answered
-        self._keepalive = KeepAlive(self.config.keepalive_interval_s)
-        self._gaps: deque[float] = deque(maxlen=GAP_MEMORY)
-        self._timed_voices: set[str] = set()  # voices the server has timed words for
-        self._connection_limit: tuple[int, float] | None = None  # (most sockets, until)
-        # Cleared for good once a server refuses the field (some refuse the
-        # legacy buffering fields beside a context_id).
-        self._send_complete_backoff = True
-        # Where the socket is not known to take pronunciation_dicts, the first
-        # refusal teaches the session to send replies without it.
-        self._dicts_refused = False
-        self._dicts_warned = False
-        self._apply_traits(self._given_traits)
-        # The server cannot be reached (see unreachable()): replies that would
-        # wait for a connection fail at once until one opens.
-        self._unreachable = False
-        # Replies that failed, so text still arriving for them starts nothing.
-        self._failed: deque[str] = deque(maxlen=GAP_MEMORY)
-
-    def _apply_traits(self, traits: ServerTraits) -> None:
-        """Act on the hints whose being wrong costs no more than learning would.
-
-        A known ``complete_backoff_ms`` refusal: the field is never sent (a
-        wrong hint only leaves completes held back, which nothing waits on).
-        Ping support is not acted on either way: the first ping costs nothing,
-        a refusal of a ping believed answered could not be told from a reply's
-        error, and a wrong "refused" would switch off stall detection.
-        """
-        if traits.complete_backoff_with_context == "refuse":
-            self._send_complete_backoff = False
-
-    # ----------------------------------------------------------------- queries
 
     def traits(self) -> ServerTraits:
         """What is known of the server now: what was given, updated by what it showed.
@@ -400,19 +123,6 @@ class WavesSession:
         info = self._replies.get(context_id)
         return bool(info and not info.reply.state.ended)
 
-    @property
-    def keepalive(self) -> KeepAlive:
-        """What is known about keeping connections open."""
-        return self._keepalive
-
-    @property
-    def gap_guard_s(self) -> float:
-        """Quiet that ends a reply without word timestamps (see SessionConfig)."""
-        longest = max(self._gaps, default=0.0)
-        return min(max(self.config.min_gap_guard_s, 2 * longest), self.config.max_gap_guard_s)
-
-    # ------------------------------------------------------------- connections
-
     def start(self) -> list[Output]:
         """Open the first connections: one for the first reply, plus the spares."""
         return self._request_connections(1 + self.config.spare_connections, "warm start")
@@ -454,15 +164,6 @@ class WavesSession:
         """
         self._connection_limit = (max(1, open_now), now + LIMIT_MEMORY_S)
 
-    def _max_connections(self, now: float) -> int:
-        limit = self.config.max_connections
-        if self._connection_limit is not None:
-            learned, until = self._connection_limit
-            if now < until:
-                return min(limit, learned)
-            self._connection_limit = None
-        return limit
-
     def connection_lost(self, conn: int, now: float, *, refused: bool = False) -> list[Output]:
         """A connection closed or failed.
 
@@ -488,6 +189,7 @@ class WavesSession:
         elif info is not None and not info.reply.state.ended:
             info.conn = None
             info.drops += 0 if refused else 1
+            info.to(ReplyEvent.LOST)
             if info.drops > MAX_DROPS_PER_REPLY:
                 # A server that drops every try would have the rest resent (and
                 # its start, without timestamps, repeated) for ever.
@@ -497,6 +199,7 @@ class WavesSession:
                     CONNECTION_LOST,
                 )
                 info.error_at = now
+                info.to(ReplyEvent.ERROR)
                 out.extend(self._check_reply(info, now, force=True))
             else:
                 what = "turned away" if refused else "lost mid-reply"
@@ -506,7 +209,6 @@ class WavesSession:
                         f"connection {conn} {what}; resending the rest of the reply",
                     )
                 )
-                info.new_attempt = True
                 info.error = None
         elif not refused:
             idle_for = now - state.last_sent_at
@@ -523,8 +225,6 @@ class WavesSession:
         self._own_slot_freed()
         out.extend(self._dispatch(now))
         return out
-
-    # -------------------------------------------------------------------- text
 
     def send_text(
         self,
@@ -557,6 +257,8 @@ class WavesSession:
                 info.params = params  # nothing sent with the old ones yet
             elif info.next_params is None:
                 info.next_params, info.switch_at = params, len(reply.text)
+                if info.phase in (ReplyPhase.SENDING, ReplyPhase.SPEAKING):
+                    info.to(ReplyEvent.PARAMS_CHANGED)
             else:
                 info.next_params = params
         reply.add_text(text)
@@ -571,11 +273,9 @@ class WavesSession:
         reply.state = ReplyState.CLOSING
         if info.conn is None and not reply.attempts and not reply.text.strip():
             # Nothing was ever said; the server has nothing to answer.
-            reply.state = ReplyState.FINISHED
+            info.to(ReplyEvent.FINISH)
             return [ContextFinished(context_id)]
         return self._dispatch(now)
-
-    # ---------------------------------------------------------------- barge-in
 
     def interrupt(
         self, context_ids: Iterable[str], now: float, *, dispatch: bool = True
@@ -609,7 +309,7 @@ class WavesSession:
             info = self._replies.get(context_id)
             if info is None or info.reply.state.ended:
                 continue
-            info.reply.state = ReplyState.CANCELLED
+            info.to(ReplyEvent.CANCEL)
             info.retry = None
             conn = self._conns.get(info.conn) if info.conn is not None else None
             if conn is None or conn.state is ConnState.RETIRED:
@@ -632,22 +332,6 @@ class WavesSession:
         Ends a barge-in whose replies were cancelled with ``dispatch=False``.
         """
         return self._dispatch(now)
-
-    def forget(self, context_id: str) -> None:
-        """Drop a reply that is over, or that Pipecat is done with.
-
-        Its connection still knows it (``previous``), so late frames of it are
-        recognised and never taken for the next reply's.
-        """
-        info = self._replies.pop(context_id, None)
-        if info is None:
-            return
-        if not info.reply.state.ended:
-            info.reply.state = ReplyState.CANCELLED
-        for attempt in info.reply.attempts:
-            self._by_wire.pop(attempt.wire_id, None)
-
-    # ---------------------------------------------------------------- receive
 
     def receive(self, conn: int, event: rs.ServerEvent, now: float) -> list[Output]:
         """Handle one message from the server on ``conn``."""
@@ -711,15 +395,17 @@ class WavesSession:
     ) -> list[Output]:
         reply = info.reply
         segment = self._segment(conn, reply, event.envelope, now)  # type: ignore[union-attr]
+        info.to(ReplyEvent.FRAME)
+        failing = info.phase is ReplyPhase.FAILING
         out: list[Output] = []
         if isinstance(event, rs.AudioChunk):
             pcm = reply.add_audio(segment, event.audio, now)
-            if pcm and info.error is None:
+            if pcm and not failing:
                 out.append(AudioOut(reply.id, pcm))
         elif isinstance(event, rs.WordTimestamp):
             self._timed_voices.add(info.params.voice_id)
             time_s = reply.add_word(segment, event.word, event.start, event.end, now)
-            if info.error is None:
+            if not failing:
                 out.append(WordOut(reply.id, event.word, time_s))
         elif isinstance(event, rs.SegmentComplete):
             reply.complete(segment, now)
@@ -741,373 +427,6 @@ class WavesSession:
             self._gaps.append(max(0.0, now - since))
         return reply.new_segment(key)
 
-    # ------------------------------------------------------------------ errors
-
-    def _on_error(
-        self, conn: _Conn, error: rs.ServerError, pinged: bool, now: float
-    ) -> list[Output]:
-        if is_idle_timeout(error):
-            # Routine: the server closes the socket next, and connection_lost
-            # resends whatever it carried.
-            return [Notice("debug", f"connection {conn.id}: server idle timeout ({error.message})")]
-        info = self._info(conn.reply)
-        live = info is not None and not info.reply.state.ended
-        if (
-            pinged
-            and self._keepalive.ping_supported is not True
-            and (not live or complains_of_ping(error))
-        ):
-            self._keepalive.ping_refused()
-            return [Notice("info", "the server does not answer pings; keep-alive is off")]
-        if refuses_pronunciation_dicts(error):
-            return self._on_dicts_refused(conn, info if live else None, now)
-        if refuses_complete_backoff(error):
-            return self._on_complete_backoff_refused(conn, info if live else None, now)
-        if info is None or not live:
-            return [UnattributedError(conn.id, error)]
-        assert info is not None
-        if is_rate_limit(error):
-            if conn.ignore_refusals:
-                return []  # another fragment of the attempt already being retried
-            return self._on_refused(conn, info, error, now)
-        if info.error is None:
-            info.error = error
-            info.error_at = now
-        return self._check_reply(info, now)
-
-    def _on_complete_backoff_refused(
-        self, conn: _Conn, info: _ReplyInfo | None, now: float
-    ) -> list[Output]:
-        """The server will not take ``complete_backoff_ms``: stop sending it.
-
-        The refusal is per message, so the reply's context got none of its
-        text: it starts again, without the field, on a new context. Every other
-        fragment of the refused context gets the same answer: those are dropped.
-        """
-        out: list[Output] = []
-        if self._send_complete_backoff:
-            self._send_complete_backoff = False
-            out.append(
-                Notice(
-                    "info",
-                    "the server refuses 'complete_backoff_ms' with a context; no longer "
-                    "sending it (nothing here waits on a held-back 'complete')",
-                )
-            )
-        attempt = info.reply.attempt if info is not None else None
-        if info is None or attempt is None or not info.asked_no_backoff:
-            return out  # another fragment of a context already restarted
-        info.asked_no_backoff = False
-        info.new_attempt = True
-        if attempt.segments:
-            # Part was accepted after all and its audio is still coming on
-            # this socket: leave it, and resume the unheard rest elsewhere.
-            out.extend(self._retire(conn, "resuming without 'complete_backoff_ms'"))
-            info.conn = None
-        else:
-            info.resume_at = attempt.text_start
-        out.extend(self._dispatch(now))
-        return out
-
-    def _on_dicts_refused(self, conn: _Conn, info: _ReplyInfo | None, now: float) -> list[Output]:
-        """The socket will not take ``pronunciation_dicts``: send replies without it.
-
-        As with ``complete_backoff_ms``, the refused context got none of its
-        text: the reply starts again, without the field, on a new context, and
-        the other fragments of the refused one (refused alike) are dropped.
-        """
-        out: list[Output] = []
-        if not self._dicts_refused:
-            self._dicts_refused = True
-            out.extend(self._dicts_not_applied("the server refuses them on the live socket"))
-        attempt = info.reply.attempt if info is not None else None
-        if info is None or attempt is None or not info.asked_dicts:
-            return out  # another fragment of a context already restarted
-        info.asked_dicts = False
-        info.new_attempt = True
-        if attempt.segments:
-            out.extend(self._retire(conn, "resuming without 'pronunciation_dicts'"))
-            info.conn = None
-        else:
-            info.resume_at = attempt.text_start
-        out.extend(self._dispatch(now))
-        return out
-
-    def _sends_dicts(self) -> bool:
-        """Whether ``pronunciation_dicts`` goes out on the socket (see ServerTraits)."""
-        known = self._given_traits.pronunciation_dicts_on_socket
-        return not self._dicts_refused and known not in ("refuse", "ignore")
-
-    def _dicts_not_applied(self, why: str) -> list[Output]:
-        """The one warning that the user's dictionaries are not applied."""
-        if self._dicts_warned:
-            return []
-        self._dicts_warned = True
-        return [
-            Notice(
-                "warning",
-                f"pronunciation dictionaries are not applied: {why}; replies are spoken "
-                "without them (the HTTP endpoints apply them)",
-            )
-        ]
-
-    def _on_refused(
-        self, conn: _Conn, info: _ReplyInfo, error: rs.ServerError, now: float
-    ) -> list[Output]:
-        """The account's concurrency limit refused a reply: retry it, per reply.
-
-        While another of our own replies holds a slot, the refused one simply
-        waits for it (no clock, no budget). Otherwise it is retried with
-        backoff for at most ``retry_budget_s``, then reported once.
-        """
-        retry = info.retry or _Retry(first_refused_at=now)
-        info.retry = retry
-        info.new_attempt = True
-        conn.ignore_refusals = True
-        if self._own_slots_held(info):
-            retry.wait_for_own = True
-            return [ContextRetrying(info.reply.id, error, None)]
-        if now - retry.first_refused_at >= self.config.retry_budget_s:
-            info.error = error
-            info.error_at = now
-            return self._check_reply(info, now, force=True)
-        retry.tries += 1
-        delay = backoff_s(retry.tries, RETRY_FIRST_S, RETRY_LARGEST_S)
-        retry.not_before = now + delay
-        return [ContextRetrying(info.reply.id, error, delay)]
-
-    def _own_slots_held(self, info: _ReplyInfo) -> bool:
-        """Whether another of our replies may hold a concurrency slot on the server."""
-        for conn in self._conns.values():
-            if conn.state is ConnState.RETIRED:
-                return True  # a cancelled synthesis may run until the socket is gone
-            other = self._info(conn.reply)
-            if (
-                other is not None
-                and other is not info
-                and other.retry is None  # a refused reply holds no slot
-                and not other.reply.state.ended
-            ):
-                return True
-        return False
-
-    def _own_slot_freed(self) -> None:
-        for info in self._replies.values():
-            if info.retry is not None and info.retry.wait_for_own:
-                info.retry.wait_for_own = False
-                info.retry.not_before = 0.0
-
-    # ----------------------------------------------------------------- endings
-
-    def _check_reply(self, info: _ReplyInfo, now: float, *, force: bool = False) -> list[Output]:
-        """End a reply if the evidence says it is over (or failed)."""
-        reply = info.reply
-        if reply.state.ended:
-            return []
-        if info.error is not None:
-            # Audio already under way for the failed reply plays out first.
-            quiet = now - max(reply.last_frame_at or 0.0, info.error_at)
-            if not force and quiet < self.config.tail_guard_s:
-                return []
-            reply.state = ReplyState.FAILED
-            self._failed.append(reply.id)
-            out: list[Output] = [ContextFailed(reply.id, info.error)]
-            out += self._release(info, clean=False)
-            self.forget(reply.id)
-            return out + self._dispatch(now)
-        needed = self._quiet_needed(info)
-        since = reply.quiet_since()
-        if needed is None or since is None or now - since < needed:
-            return []
-        if info.next_params is not None:
-            return self._switch_params(info, now)
-        if not reply.words_prove_spoken():
-            # Quiet alone could be a stalled socket: where the server answers
-            # pings, a pong after the quiet began must show it is alive first.
-            conn = self._conns.get(info.conn) if info.conn is not None else None
-            if conn is not None and self._keepalive.can_probe_stalls and conn.last_pong_at < since:
-                return [self._ping(conn, now)] if conn.ping_sent_at is None else []
-        reply.state = ReplyState.FINISHED
-        how = "every word timed" if reply.words_prove_spoken() else "quiet guard"
-        out = [
-            ContextFinished(reply.id),
-            Notice("debug", f"reply {reply.id} over ({how}, {now - since:.2f} s after its audio)"),
-        ]
-        if reply.attempt and reply.attempt.words_seen and not reply.all_words_matched():
-            out.append(
-                Notice(
-                    "warning",
-                    f"reply {reply.id}: no timestamp matched {reply.missing_words()!r}; "
-                    "taken as spoken after a quiet spell",
-                )
-            )
-        out += self._release(info, clean=True)
-        self.forget(reply.id)
-        return out + self._dispatch(now)
-
-    def _switch_params(self, info: _ReplyInfo, now: float) -> list[Output]:
-        """The text before a settings change has been spoken: go on with the new ones."""
-        assert info.next_params is not None
-        info.params, info.next_params = info.next_params, None
-        info.new_attempt = True
-        info.resume_at = info.switch_at
-        return self._dispatch(now)
-
-    def _quiet_needed(self, info: _ReplyInfo) -> float | None:
-        return info.reply.quiet_needed(
-            self.config.tail_guard_s,
-            self.gap_guard_s,
-            expect_words=info.params.word_timestamps and info.params.voice_id in self._timed_voices,
-            min_tail_guard_s=self.config.min_tail_guard_s,
-        )
-
-    def _release(self, info: _ReplyInfo, *, clean: bool) -> list[Output]:
-        """Free the connection of a reply that is over."""
-        conn = self._conns.get(info.conn) if info.conn is not None else None
-        info.conn = None
-        refused_waiting = any(
-            other.retry is not None and other is not info and not other.reply.state.ended
-            for other in self._replies.values()
-        )
-        self._own_slot_freed()
-        if conn is None or conn.state is ConnState.RETIRED:
-            return []
-        conn.previous = info.reply
-        conn.reply = None
-        if not clean:
-            # The server may still hold part of a failed reply: start afresh.
-            return self._retire(conn, "reply failed")
-        if refused_waiting and not info.reply.last_segment_completed():
-            # A server may hold the context's concurrency slot until a
-            # held-back ``complete``; closing the socket frees it now for the
-            # reply that was refused one.
-            return self._retire(conn, "free its concurrency slot for a waiting reply")
-        conn.state = ConnState.SPARE
-        return []
-
-    def _retire(self, conn: _Conn, reason: str) -> list[Output]:
-        if conn.state is ConnState.RETIRED:
-            return []
-        conn.state = ConnState.RETIRED
-        return [CloseConnection(conn.id, reason)]
-
-    # ------------------------------------------------------------------ timers
-
-    def poll(self, now: float) -> list[Output]:
-        """Act on time passing: reply ends, retries, keep-alives and stall probes."""
-        out: list[Output] = self._fail_waiting_replies(now, UNREACHABLE_REASON)
-        for info in list(self._replies.values()):
-            out.extend(self._check_reply(info, now))
-        for conn in list(self._conns.values()):
-            out.extend(self._check_connection(conn, now))
-        out.extend(self._dispatch(now))
-        return out
-
-    def next_deadline(self, now: float) -> float:
-        """The earliest time at which :meth:`poll` may have something to do.
-
-        Lets the shell sleep exactly as long as nothing can happen. Events that
-        bring a deadline forward (new text, a close, a frame) are the shell's
-        cue to ask again.
-        """
-        due = [now + self._keepalive.interval_s]
-        if self._unreachable and any(
-            i.conn is None and not i.reply.state.ended and i.error is None and i.retry is None
-            for i in self._replies.values()
-        ):
-            due.append(now)  # a reply arrived while the server is unreachable
-        for info in self._replies.values():
-            reply = info.reply
-            if reply.state.ended:
-                continue
-            if info.retry is not None and info.retry.not_before > now:
-                due.append(info.retry.not_before)
-            if info.error is not None:
-                due.append(
-                    max(reply.last_frame_at or 0.0, info.error_at) + self.config.tail_guard_s
-                )
-                continue
-            needed = self._quiet_needed(info)
-            since = reply.quiet_since()
-            if needed is None or since is None:
-                continue
-            conn = self._conns.get(info.conn) if info.conn is not None else None
-            if since + needed <= now and conn is not None and conn.ping_sent_at is not None:
-                continue  # waiting on the liveness pong (its timeout is due below)
-            due.append(since + needed)
-        for conn in self._conns.values():
-            if conn.state is ConnState.RETIRED:
-                continue
-            if conn.ping_sent_at is not None:
-                due.append(conn.ping_sent_at + self.config.pong_timeout_s)
-                continue
-            ping_at = self._keepalive.next_ping_at(conn.last_sent_at)
-            if ping_at is not None:
-                due.append(ping_at)
-            if self._awaits_audio(conn) and self._keepalive.can_probe_stalls:
-                due.append(max(conn.last_recv_at, conn.last_text_at) + self.config.stall_probe_s)
-        return min(due)
-
-    def _awaits_audio(self, conn: _Conn) -> bool:
-        info = self._info(conn.reply)
-        return bool(
-            info and info.error is None and not info.reply.state.ended and info.reply.attempt
-        )
-
-    def _check_connection(self, conn: _Conn, now: float) -> list[Output]:
-        if conn.state is ConnState.RETIRED or conn.aborting:
-            return []
-        if conn.ping_sent_at is not None:
-            if now - conn.ping_sent_at < self.config.pong_timeout_s:
-                return []
-            if self._keepalive.ping_supported is not True:
-                # An unanswered first ping says nothing about the socket
-                # (a server may simply ignore unknown messages).
-                conn.ping_sent_at = None
-                return []
-            conn.ping_sent_at = None
-            conn.aborting = True
-            return [AbortConnection(conn.id, "no answer to a ping")]
-        silent_since = max(conn.last_recv_at, conn.last_text_at)
-        stalled = (
-            self._awaits_audio(conn)
-            and self._keepalive.can_probe_stalls
-            and now - silent_since >= self.config.stall_probe_s
-        )
-        if stalled or self._keepalive.ping_due(conn.last_sent_at, now):
-            return [self._ping(conn, now)]
-        return []
-
-    def _ping(self, conn: _Conn, now: float) -> Send:
-        conn.ping_sent_at = now
-        conn.last_sent_at = now
-        return Send(conn.id, rq.build_ping())
-
-    # ---------------------------------------------------------------- dispatch
-
-    def _dispatch(self, now: float) -> list[Output]:
-        """Send what replies have ready, in order, and keep the pool of connections."""
-        out: list[Output] = []
-        waiting = 0
-        for info in self._replies.values():
-            reply = info.reply
-            if reply.state.ended or info.error is not None:
-                continue
-            if info.conn is None:
-                if not self._ready_to_start(info, now):
-                    if self._has_something_to_send(info):
-                        waiting += 1
-                        break  # replies start in order: none overtakes an earlier one
-                    continue
-                conn = self._spare()
-                if conn is None:
-                    waiting += 1
-                    break
-                self._bind(info, conn)
-            out.extend(self._send_ready(info, now))
-        out.extend(self._keep_pool(waiting, now))
-        return out
-
     def unreachable(self, now: float, reason: str) -> list[Output]:
         """The server cannot be reached: fail every reply that waits for a connection.
 
@@ -1122,143 +441,3 @@ class WavesSession:
         """
         self._unreachable = True
         return self._fail_waiting_replies(now, reason)
-
-    def _fail_waiting_replies(self, now: float, reason: str) -> list[Output]:
-        if not self._unreachable or any(c.open for c in self._conns.values()):
-            return []
-        out: list[Output] = []
-        for info in list(self._replies.values()):
-            if info.conn is not None or info.reply.state.ended or info.error is not None:
-                continue
-            if info.retry is not None:
-                continue  # refused, not waiting: its own retry budget applies
-            info.error = rs.ServerError(rs.Envelope(), reason, CONNECTION_LOST)
-            info.error_at = now
-            out.extend(self._check_reply(info, now, force=True))
-        return out
-
-    def _has_something_to_send(self, info: _ReplyInfo) -> bool:
-        reply = info.reply
-        return bool(reply.unsent().strip()) or (
-            reply.state is ReplyState.CLOSING and bool(reply.text.strip())
-        )
-
-    def _ready_to_start(self, info: _ReplyInfo, now: float) -> bool:
-        if not self._has_something_to_send(info):
-            return False
-        retry = info.retry
-        if retry is not None and (retry.wait_for_own or retry.not_before > now):
-            return False
-        in_flight = sum(
-            1
-            for other in self._replies.values()
-            if other.conn is not None and not other.reply.state.ended
-        )
-        return in_flight < self.config.max_replies_in_flight
-
-    def _spare(self) -> _Conn | None:
-        spares = [c for c in self._conns.values() if c.state is ConnState.SPARE]
-        # The oldest first: replies stay on one socket when they do not overlap.
-        spares.sort(key=lambda c: c.id)
-        return spares[0] if spares else None
-
-    def _bind(self, info: _ReplyInfo, conn: _Conn) -> None:
-        conn.state = ConnState.CARRYING
-        conn.reply = info.reply
-        conn.ignore_refusals = False
-        info.conn = conn.id
-        info.new_attempt = True
-
-    def _send_ready(self, info: _ReplyInfo, now: float) -> list[Output]:
-        """Send a bound reply's unsent text, and its end once it has one."""
-        conn = self._conns[info.conn] if info.conn is not None else None
-        if conn is None:
-            return []
-        reply = info.reply
-        retry = info.retry
-        if retry is not None and (retry.wait_for_own or retry.not_before > now):
-            return []
-        notices: list[Output] = []
-        if info.new_attempt:
-            info.new_attempt = False
-            info.wire_seq += 1
-            wire_id = reply.id if info.wire_seq == 1 else f"{reply.id}.{info.wire_seq}"
-            reply.start_attempt(wire_id, info.resume_at)
-            info.resume_at = None
-            info.asked_no_backoff = self._send_complete_backoff
-            notices = self._dicts_for_attempt(info)
-            self._by_wire[wire_id] = info
-            conn.ignore_refusals = False
-        attempt = reply.attempt
-        assert attempt is not None
-        out: list[Output] = []
-        switching = info.next_params is not None
-        upto = info.switch_at if switching else len(reply.text)
-        text = reply.text[attempt.sent_upto : upto]
-        if text.strip():
-            for piece in split_at_words(text, MAX_FRAGMENT_CHARS):
-                out.append(Send(conn.id, self._fragment(info, piece, more=True)))
-            attempt.sent_upto = upto
-            attempt.last_sent_at = now
-            conn.last_text_at = now
-        closing = switching or reply.state is ReplyState.CLOSING
-        if closing and attempt.close_sent_at is None:
-            out.append(Send(conn.id, self._fragment(info, "", more=False)))
-            attempt.close_sent_at = now
-        if out:
-            conn.last_sent_at = now
-        return notices + out
-
-    def _dicts_for_attempt(self, info: _ReplyInfo) -> list[Output]:
-        """Decide, as an attempt starts, whether its fragments carry the dictionaries."""
-        wanted = bool(info.params.pronunciation_dicts)
-        info.asked_dicts = wanted and self._sends_dicts()
-        if not wanted or info.asked_dicts:
-            return []
-        known = self._given_traits.pronunciation_dicts_on_socket
-        why = "the server ignores them on the live socket"
-        if self._dicts_refused or known == "refuse":
-            why = "the server refuses them on the live socket"
-        return self._dicts_not_applied(why)
-
-    def _fragment(self, info: _ReplyInfo, text: str, *, more: bool) -> dict:
-        attempt = info.reply.attempt
-        assert attempt is not None
-        params = info.params
-        if params.pronunciation_dicts and not info.asked_dicts:
-            params = replace(params, pronunciation_dicts=None)
-        return rq.build_fragment(
-            text,
-            params,
-            context_id=attempt.wire_id,
-            more=more,
-            max_buffer_delay_ms=info.max_buffer_delay_ms,
-            request_id=attempt.wire_id,
-            complete_backoff_ms=COMPLETE_BACKOFF_MS if info.asked_no_backoff else None,
-        )
-
-    def _keep_pool(self, waiting: int, now: float) -> list[Output]:
-        """Open connections for waiting replies plus the spares; close surplus spares."""
-        spares = [c for c in self._conns.values() if c.state is ConnState.SPARE]
-        in_use = sum(1 for c in self._conns.values() if c.open)
-        wanted = min(waiting, 1) + self.config.spare_connections
-        room = self._max_connections(now) - in_use - self._opening
-        missing = min(wanted - len(spares) - self._opening, room)
-        if missing > 0:
-            return self._request_connections(missing, "keep a warm spare")
-        out: list[Output] = []
-        # One spare over the target is kept: replies end and start all the
-        # time, and a handshake saved is worth more than an idle socket.
-        for conn in spares[wanted + 1 :]:
-            out.extend(self._retire(conn, "surplus spare"))
-        return out
-
-    def _request_connections(self, n: int, reason: str) -> list[Output]:
-        self._opening += n
-        return [OpenConnection(reason) for _ in range(n)]
-
-    def _info(self, reply: Reply | None) -> _ReplyInfo | None:
-        if reply is None:
-            return None
-        info = self._replies.get(reply.id)
-        return info if info is not None and info.reply is reply else None
