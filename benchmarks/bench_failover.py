@@ -50,11 +50,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from loguru import logger
 from pipecat.frames.frames import (
     ErrorFrame,
@@ -70,7 +69,7 @@ from pipecat.workers.runner import WorkerRunner
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_barge_in import (
+from benchmarks.harness import (
     API_KEY,
     OURS,
     SERVICES,
@@ -82,9 +81,11 @@ from benchmarks.bench_barge_in import (
     expected_audio,
     llm_reply,
     matched_words,
+    switches_of,
     words_of,
 )
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend
+from pipecat_waves.server.tones import ToneVocabulary, tone_spans
 
 #: The conversation: one sentence per turn, no word shared between turns and
 #: no two words sounding alike, so every word heard names its turn.
@@ -145,7 +146,7 @@ class FailoverConfig:
         tail_s: After the last turn, wait this long for turns not yet heard
             (longer than any reply budget, so their ErrorFrames are counted).
         settle_s: Once every turn was heard, wait this long for late frames.
-        server: ``ServerBehaviour`` switches of both servers.
+        server: How both servers behave.
         concurrent_scenarios: Run the three scenarios at once (both
             services always run at once).
     """
@@ -161,14 +162,14 @@ class FailoverConfig:
     blip_s: float = 0.5
     tail_s: float = 12.0
     settle_s: float = 1.0
-    server: dict[str, Any] = field(
-        default_factory=lambda: {
-            "handshake_delay_ms": 100,
-            "ttfb_ms": 150,
-            "chunk_ms": 150,
+    server: ServerBehaviour = field(
+        default_factory=lambda: ServerBehaviour(
+            handshake_delay_ms=100,
+            ttfb_ms=150,
+            chunk_ms=150,
             # 150 ms of audio every 30 ms: five times faster than real time.
-            "chunk_interval_ms": 30,
-        }
+            chunk_interval_ms=30,
+        )
     )
     concurrent_scenarios: bool = False
 
@@ -323,10 +324,9 @@ class SwitcherSession:
 class WordReader:
     """Reads the words of a conversation back from tone audio, with times.
 
-    The tone backend renders a word to the same samples wherever it stands,
-    with silence between words; the output is cut at its silences and each
-    tone matched byte for byte. Each word gets the time its first sample's
-    frame left the pipeline.
+    Each tone is matched byte for byte (see
+    :class:`~pipecat_waves.server.tones.ToneVocabulary`) and gets the time its
+    first sample's frame left the pipeline.
     """
 
     def __init__(self, turns: Sequence[str], sample_rate: int) -> None:
@@ -341,21 +341,7 @@ class WordReader:
             for word in words_of(text):
                 if self.turn_of.setdefault(word, k) != k:
                     raise ValueError(f"{word!r} is in two turns")
-        self._words: dict[bytes, str] = {}
-        for word in self.turn_of:
-            tone = self._trim(self._render(word))
-            if self._words.setdefault(tone.tobytes(), word) != word:
-                raise ValueError(f"{word!r} and {self._words[tone.tobytes()]!r} sound alike")
-        self._min_gap = len(self._render("")) // 2
-
-    def _render(self, text: str) -> np.ndarray:
-        pcm = ToneBackend().synthesize(text, voice_id="", speed=1.0, sample_rate=self.sample_rate)
-        return np.frombuffer(pcm.pcm, dtype="<i2")
-
-    @staticmethod
-    def _trim(samples: np.ndarray) -> np.ndarray:
-        loud = np.flatnonzero(samples)
-        return samples[loud[0] : loud[-1] + 1]
+        self._vocabulary = ToneVocabulary(self.turn_of, sample_rate)
 
     def read(self, frames: Sequence[Stamped]) -> list[tuple[float, str]]:
         """Every tone of ``frames``' audio as ``(time, word)``; ``"<?>"`` if no word fits."""
@@ -363,16 +349,9 @@ class WordReader:
         stamps = [s.t for s in frames if isinstance(s.frame, TTSAudioRawFrame)]
         starts = [0, *itertools.accumulate(len(c) for c in chunks)]
         pcm = b"".join(chunks)
-        samples = np.frombuffer(pcm[: len(pcm) - len(pcm) % 2], dtype="<i2")
-        loud = np.flatnonzero(samples)
-        if loud.size == 0:
-            return []
-        breaks = np.flatnonzero(np.diff(loud) > self._min_gap)
-        firsts = [int(loud[0]), *(int(loud[b + 1]) for b in breaks)]
-        lasts = [*(int(loud[b]) for b in breaks), int(loud[-1])]
         out: list[tuple[float, str]] = []
-        for a, b in zip(firsts, lasts, strict=True):
-            word = self._words.get(samples[a : b + 1].tobytes(), "<?>")
+        for a, b in tone_spans(pcm, self.sample_rate):
+            word = self._vocabulary.name(pcm[2 * a : 2 * b])
             frame = bisect.bisect_right(starts, 2 * a) - 1
             out.append((stamps[frame], word))
         return out
@@ -436,7 +415,7 @@ def _server(cfg: FailoverConfig, port: int = 0) -> LocalWavesServer:
     return LocalWavesServer(
         api_key=API_KEY,
         backend=ToneBackend(),
-        behaviour=ServerBehaviour(**cfg.server),
+        behaviour=replace(cfg.server),
         port=port,
         record=True,
     )
@@ -818,7 +797,7 @@ def format_tables(bench: FailoverBench) -> str:
 
 def format_settings(cfg: FailoverConfig) -> str:
     """The settings a run used, for the report."""
-    switches = ", ".join(f"{k}={v:g}" for k, v in cfg.server.items())
+    switches = ", ".join(f"{k}={v:g}" for k, v in switches_of(cfg.server).items())
     return "\n".join(
         [
             f"{len(cfg.turns)} turns {cfg.turn_gap_s:g} s apart, sample rate {cfg.sample_rate} Hz, "

@@ -14,7 +14,6 @@ import math
 import pytest
 from pipecat.processors.frame_processor import FrameProcessor
 
-from benchmarks.bench_barge_in import OURS, THEIRS, make_ours
 from benchmarks.bench_failover import (
     BLIP,
     OUTAGE,
@@ -29,6 +28,7 @@ from benchmarks.bench_failover import (
     run_benchmark,
     switch_back_when_usable,
 )
+from benchmarks.harness import OURS, THEIRS, make_ours
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 
 RATE = 24000
