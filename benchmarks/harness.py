@@ -125,11 +125,12 @@ async def serve(behaviour: ServerBehaviour, *, in_process: bool) -> AsyncIterato
     """Run the local server behaving as ``behaviour``, here or in a child process.
 
     A child process keeps the server's CPU out of the client's
-    ``time.process_time()`` and off the client's event loop.
+    ``time.process_time()`` and off the client's event loop. Either way the
+    server gets its own copy of ``behaviour``.
     """
     if in_process:
         async with LocalWavesServer(
-            api_key=API_KEY, backend=ToneBackend(), behaviour=behaviour
+            api_key=API_KEY, backend=ToneBackend(), behaviour=replace(behaviour)
         ) as server:
             yield server
         return

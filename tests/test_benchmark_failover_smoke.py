@@ -14,17 +14,11 @@ import math
 import pytest
 from pipecat.processors.frame_processor import FrameProcessor
 
-from benchmarks.bench_failover import (
-    BLIP,
-    OUTAGE,
-    SCENARIOS,
-    TURNS,
-    FailoverConfig,
+from benchmarks.failover.config import BLIP, OUTAGE, SCENARIOS, TURNS, FailoverConfig
+from benchmarks.failover.report import format_details, format_settings, format_tables
+from benchmarks.failover.run import (
     SwitcherSession,
     WordReader,
-    format_details,
-    format_settings,
-    format_tables,
     run_benchmark,
     switch_back_when_usable,
 )
