@@ -43,7 +43,7 @@ from benchmarks.harness import (
     finish,
     in_turn,
     serve,
-    switches_of,
+    settings_of,
 )
 from pipecat_waves.server import ServerBehaviour
 
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else args.runs
     cells = asyncio.run(run_all(runs))
     print(
-        f"server: {', '.join(f'{k}={v}' for k, v in switches_of(SERVER).items())}; tone backend, "
+        f"server: {', '.join(f'{k}={v}' for k, v in settings_of(SERVER).items())}; tone backend, "
         f"child process, 127.0.0.1; {RATE} Hz; gap = longest starvation of a real-time "
         "player fed the frames as they came out"
     )

@@ -41,7 +41,7 @@ from benchmarks.harness import (
     make_theirs,
     overlay,
     serve,
-    switches_of,
+    settings_of,
 )
 from benchmarks.latency_proxy import latency_proxy
 from pipecat_waves import ServerTraits, WavesTTSService
@@ -119,7 +119,7 @@ async def main(runs: int, one_way_ms: float) -> None:
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     print(f"\nfirst reply of a fresh service, first token → first audio (ms), {runs} runs")
     print(
-        f"server: {switches_of(SERVER)}; {one_way_ms:.0f} ms each way through a relay; "
+        f"server: {settings_of(SERVER)}; {one_way_ms:.0f} ms each way through a relay; "
         f"{PACE_S * 1000:.0f} ms/token\n"
     )
     print(f"| server | {COLD} | {KNOWN} | {THEIRS} |")

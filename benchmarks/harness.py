@@ -57,6 +57,7 @@ __all__ = [
     "ServiceFactory",
     "Session",
     "Stamped",
+    "describe",
     "expected_audio",
     "expected_reply_audio_s",
     "expected_reply_bytes",
@@ -73,6 +74,7 @@ __all__ = [
     "overlay",
     "seconds",
     "serve",
+    "settings_of",
     "switches_of",
     "total_bytes",
     "transcribe_exact",
@@ -104,6 +106,30 @@ def switches_of(behaviour: ServerBehaviour) -> dict[str, Any]:
 def overlay(base: ServerBehaviour, changes: ServerBehaviour) -> ServerBehaviour:
     """``base`` with every switch that ``changes`` sets away from its default."""
     return replace(base, **switches_of(changes))
+
+
+#: The server's pace: always named, first, when a benchmark prints its settings.
+PACE = ("handshake_delay_ms", "ttfb_ms", "chunk_ms", "chunk_interval_ms")
+
+
+def settings_of(behaviour: ServerBehaviour, shown: Sequence[str] = ()) -> dict[str, Any]:
+    """What to print of ``behaviour``: its pace, then every other switch away from its default.
+
+    The switches named in ``shown`` are included even at their defaults (a
+    measurement that depends on one names it).
+    """
+    changed = switches_of(behaviour)
+    others = [f.name for f in fields(ServerBehaviour) if f.name not in PACE]
+    order = [*PACE, *(n for n in others if n in changed or n in shown)]
+    return {n: getattr(behaviour, n) for n in order}
+
+
+def describe(settings: dict[str, Any]) -> str:
+    """``name=value, ...`` (numbers without trailing zeros)."""
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
+        for k, v in settings.items()
+    )
 
 
 class HasUrl(Protocol):

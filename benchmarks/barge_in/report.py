@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from benchmarks.barge_in.config import INTERRUPTED_REPLY, BenchConfig
@@ -15,9 +15,11 @@ from benchmarks.harness import (
     OURS,
     THEIRS,
     THEIRS_KEEPALIVE_S,
+    describe,
     expected_audio,
     expected_reply_audio_s,
     seconds,
+    settings_of,
     switches_of,
 )
 from pipecat_waves.server import ServerBehaviour
@@ -261,32 +263,14 @@ def _failed_cell(r: ServiceResult, label: str) -> str:
 #: flight: the default, named anyway.
 _ECHO_SHOWN = ("echo_external_request_id", "cancel_stops_inflight")
 
-#: The server's pace: always named, first.
-_PACE = ("handshake_delay_ms", "ttfb_ms", "chunk_ms", "chunk_interval_ms")
-
 
 def _changes(behaviour: ServerBehaviour) -> str:
     """The switches ``behaviour`` sets away from their defaults (a sub-row's overlay)."""
-    return _named(switches_of(behaviour))
-
-
-def _named(values: dict[str, Any]) -> str:
-    return ", ".join(
-        f"{k}={v:g}" if isinstance(v, int | float) and not isinstance(v, bool) else f"{k}={v}"
-        for k, v in values.items()
-    )
+    return describe(switches_of(behaviour))
 
 
 def _switches(behaviour: ServerBehaviour, shown: tuple[str, ...] = ()) -> str:
-    """How ``behaviour`` is set: its pace, then every other switch away from its default.
-
-    The switches named in ``shown`` are printed even at their defaults (a
-    metric that depends on one names it).
-    """
-    changed = switches_of(behaviour)
-    others = [f.name for f in fields(ServerBehaviour) if f.name not in _PACE]
-    order = [*_PACE, *(n for n in others if n in changed or n in shown)]
-    return _named({n: getattr(behaviour, n) for n in order})
+    return describe(settings_of(behaviour, shown))
 
 
 def _first_segment_s(sample_rate: int) -> float:

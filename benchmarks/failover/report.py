@@ -18,7 +18,8 @@ from benchmarks.failover.run import FailoverBench, FailoverRun
 from benchmarks.harness import (
     OURS,
     THEIRS,
-    switches_of,
+    describe,
+    settings_of,
 )
 
 # ----------------------------------------------------------------- report
@@ -216,7 +217,7 @@ def format_tables(bench: FailoverBench) -> str:
 
 def format_settings(cfg: FailoverConfig) -> str:
     """The settings a run used, for the report."""
-    switches = ", ".join(f"{k}={v:g}" for k, v in switches_of(cfg.server).items())
+    switches = describe(settings_of(cfg.server))
     return "\n".join(
         [
             f"{len(cfg.turns)} turns {cfg.turn_gap_s:g} s apart, sample rate {cfg.sample_rate} Hz, "
