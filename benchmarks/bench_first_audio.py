@@ -32,18 +32,20 @@ from pipecat.frames.frames import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_barge_in import (
+from benchmarks.harness import (
     OURS,
     SERVICES,
     THEIRS,
     BenchError,
     ServiceFactory,
     Session,
-    _finish,
     expected_reply_audio_s,
+    finish,
     in_turn,
     serve,
+    settings_of,
 )
+from pipecat_waves.server import ServerBehaviour
 
 RATE = 24000
 
@@ -60,7 +62,7 @@ FIRST_SENTENCES = {
 }
 SECOND_SENTENCE = "Is there anything else I can help with today?"
 TOKEN_PACES_MS = (15, 30, 60)
-SERVER = {"handshake_delay_ms": 100, "ttfb_ms": 150, "chunk_ms": 100, "chunk_interval_ms": 50}
+SERVER = ServerBehaviour(handshake_delay_ms=100, ttfb_ms=150, chunk_ms=100, chunk_interval_ms=50)
 
 
 @dataclass
@@ -114,7 +116,7 @@ async def one_run(
         if not await session.out.wait_until(done, 20):
             raise BenchError("the reply's audio did not all come out within 20 s")
     finally:
-        await _finish(session)
+        await finish(session)
     first_token = next(s.t for s in session.inp.frames if isinstance(s.frame, LLMTextFrame))
     audio = [
         (s.t, len(s.frame.audio))
@@ -166,16 +168,16 @@ async def run_token_mode(runs: int) -> dict[tuple[str, int], TokenCell]:
     """Token mode at several buffer delays: first audio, and how many pieces a reply became."""
     from pipecat.services.tts_service import TextAggregationMode
 
-    from benchmarks.bench_barge_in import API_KEY
+    from benchmarks.harness import API_KEY
     from pipecat_waves import WavesTTSService
-    from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend
+    from pipecat_waves.server import LocalWavesServer, ToneBackend
 
     cells: dict[tuple[str, int], TokenCell] = {}
     # In this process, with records on: the segments are counted.
     async with LocalWavesServer(
         api_key=API_KEY,
         backend=ToneBackend(),
-        behaviour=ServerBehaviour(**SERVER),  # type: ignore[arg-type]
+        behaviour=SERVER,
         record=True,
     ) as server:
         url = server.ws_base_url
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = 1 if args.quick else args.runs
     cells = asyncio.run(run_all(runs))
     print(
-        f"server: {', '.join(f'{k}={v}' for k, v in SERVER.items())}; tone backend, "
+        f"server: {', '.join(f'{k}={v}' for k, v in settings_of(SERVER).items())}; tone backend, "
         f"child process, 127.0.0.1; {RATE} Hz; gap = longest starvation of a real-time "
         "player fed the frames as they came out"
     )

@@ -31,21 +31,22 @@ from pipecat.services.tts_service import TTSService
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.bench_barge_in import (
+from benchmarks.harness import (
     API_KEY,
     BenchError,
     ServiceFactory,
     Session,
-    _finish,
+    finish,
     in_turn,
     serve,
 )
 from pipecat_waves import WavesHttpTTSService, WavesTTSService
+from pipecat_waves.server import ServerBehaviour
 
 RATE = 24000
 SOCKET = "WavesTTSService (socket)"
 HTTP = "WavesHttpTTSService (SSE)"
-SERVER = {"ttfb_ms": 150, "complete_delay_ms": 0}
+SERVER = ServerBehaviour(ttfb_ms=150, complete_delay_ms=0)
 
 FIRST_TEXT = "Your table is booked for eight tonight. We look forward to seeing you."
 SECOND_TEXT = "Is there anything else I can help with today?"
@@ -107,7 +108,7 @@ async def first_audio_run(factory: ServiceFactory, url: str) -> tuple[float, flo
         cold = await _speak(session, FIRST_TEXT)
         warm = await _speak(session, SECOND_TEXT)
     finally:
-        await _finish(session)
+        await finish(session)
     return cold, warm
 
 
@@ -125,7 +126,7 @@ async def cpu_run(factory: ServiceFactory, url: str, replies: int) -> float:
         cpu = time.process_time() - cpu0
         audio = sum(len(s.frame.audio) for s in session.out.audio()) - audio_before
     finally:
-        await _finish(session)
+        await finish(session)
     return 1000 * cpu / (audio / (2 * RATE))
 
 
@@ -192,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     logger.remove()  # per-chunk debug lines would be measured too
     results = asyncio.run(run(runs, replies))
     print(
-        f"Local server in a child process, tone backend, ttfb_ms={SERVER['ttfb_ms']}, "
+        f"Local server in a child process, tone backend, ttfb_ms={SERVER.ttfb_ms:g}, "
         f"{RATE} Hz; {runs} run(s) per service, {replies} replies per CPU run.\n"
     )
     print(format_table(results))

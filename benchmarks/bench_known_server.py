@@ -30,20 +30,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipecat.frames.frames import LLMTextFrame, TTSAudioRawFrame
 
-from benchmarks.bench_barge_in import (
+from benchmarks.bench_first_audio import RATE, SECOND_SENTENCE, SERVER, token_stream
+from benchmarks.harness import (
     API_KEY,
     THEIRS,
     BenchError,
     Session,
-    _finish,
+    finish,
     in_turn,
     make_theirs,
+    overlay,
     serve,
+    settings_of,
 )
-from benchmarks.bench_first_audio import RATE, SECOND_SENTENCE, SERVER, token_stream
 from benchmarks.latency_proxy import latency_proxy
 from pipecat_waves import ServerTraits, WavesTTSService
 from pipecat_waves.probe.runner import ProbeConfig, run_probe
+from pipecat_waves.server import ServerBehaviour
 
 FIRST = "Sure, I can check the opening hours of the Riverside branch for you right now."
 TEXT = f"{FIRST} {SECOND_SENTENCE}"
@@ -51,8 +54,10 @@ PACE_S = 0.03
 COLD = "pipecat-waves, cold"
 KNOWN = "pipecat-waves, traits from a probe"
 SERVERS = {
-    "refuses complete_backoff_ms with a context": {"complete_backoff_with_context": "refuse"},
-    "documented defaults": {},
+    "refuses complete_backoff_ms with a context": ServerBehaviour(
+        complete_backoff_with_context="refuse"
+    ),
+    "documented defaults": ServerBehaviour(),
 }
 
 Factory = Callable[[str, int], TTSService]
@@ -69,7 +74,7 @@ async def first_reply(factory: Factory, url: str) -> tuple[float, int]:
             raise BenchError("no audio within 15 s")
         await asyncio.sleep(0.3)  # an ErrorFrame right after the audio would still count
     finally:
-        await _finish(session)
+        await finish(session)
     first_token = next(s.t for s in session.inp.frames if isinstance(s.frame, LLMTextFrame))
     first_audio = next(s.t for s in session.out.frames if isinstance(s.frame, TTSAudioRawFrame))
     return 1000 * (first_audio - first_token), len(session.errors)
@@ -91,7 +96,7 @@ async def main(runs: int, one_way_ms: float) -> None:
     rows: list[str] = []
     for label, switches in SERVERS.items():
         async with (
-            serve({**SERVER, **switches}, in_process=False) as server,
+            serve(overlay(SERVER, switches), in_process=False) as server,
             latency_proxy(server.ws_base_url, one_way_ms) as url,
         ):
             report = await run_probe(ProbeConfig(ws_base=url, api_key=API_KEY, idle_wait_s=0))
@@ -114,7 +119,7 @@ async def main(runs: int, one_way_ms: float) -> None:
             rows.append(f"| {label} | " + " | ".join(cells) + " |")
     print(f"\nfirst reply of a fresh service, first token → first audio (ms), {runs} runs")
     print(
-        f"server: {SERVER}; {one_way_ms:.0f} ms each way through a relay; "
+        f"server: {settings_of(SERVER)}; {one_way_ms:.0f} ms each way through a relay; "
         f"{PACE_S * 1000:.0f} ms/token\n"
     )
     print(f"| server | {COLD} | {KNOWN} | {THEIRS} |")

@@ -14,21 +14,15 @@ import math
 import pytest
 from pipecat.processors.frame_processor import FrameProcessor
 
-from benchmarks.bench_barge_in import OURS, THEIRS, make_ours
-from benchmarks.bench_failover import (
-    BLIP,
-    OUTAGE,
-    SCENARIOS,
-    TURNS,
-    FailoverConfig,
+from benchmarks.failover.config import BLIP, OUTAGE, SCENARIOS, TURNS, FailoverConfig
+from benchmarks.failover.report import format_details, format_settings, format_tables
+from benchmarks.failover.run import (
     SwitcherSession,
     WordReader,
-    format_details,
-    format_settings,
-    format_tables,
     run_benchmark,
     switch_back_when_usable,
 )
+from benchmarks.harness import OURS, THEIRS, make_ours
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 
 RATE = 24000

@@ -11,16 +11,10 @@ import math
 
 import pytest
 
-from benchmarks.bench_barge_in import (
-    OURS,
-    SEGMENTATIONS,
-    THEIRS,
-    BenchConfig,
-    format_details,
-    format_table,
-    run_benchmark,
-    to_json,
-)
+from benchmarks.barge_in.config import SEGMENTATIONS, BenchConfig
+from benchmarks.barge_in.report import format_details, format_table, to_json
+from benchmarks.barge_in.run import run_benchmark
+from benchmarks.harness import OURS, THEIRS
 
 
 @pytest.mark.timeout(120)

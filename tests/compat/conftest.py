@@ -17,9 +17,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from benchmarks.bench_barge_in import transcribe
 from pipecat_waves.server import LocalWavesServer, ToneBackend
-from tests.support.tones import words_of
+from pipecat_waves.server.tones import transcribe_exact, words_of
 
 API_KEY = "sk-compat-5e4d3c2b1a"
 RATE = 16000
@@ -76,4 +75,4 @@ def spoken(pcm: bytes, text: str, *, also: str = "", rate: int = RATE) -> list[s
     Words of ``also`` (say, an interrupted earlier reply) are named too, so
     leftovers show up by name; anything else reads ``"<?>"``.
     """
-    return transcribe(pcm, rate, words_of(text), also=words_of(also))
+    return transcribe_exact(pcm, rate, words_of(text), also=words_of(also))

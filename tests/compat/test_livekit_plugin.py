@@ -16,8 +16,8 @@ import pytest
 from livekit.agents import APIConnectOptions, APIError, APIStatusError
 from livekit.plugins.smallestai import TTS
 
+from pipecat_waves.server.tones import words_of
 from tests.compat.conftest import API_KEY, BAD_VOICE, RATE, ThreadedServer, spoken
-from tests.support.tones import words_of
 
 #: No retries: a retried error would hide which attempt failed.
 ONCE = APIConnectOptions(max_retry=0, timeout=10)

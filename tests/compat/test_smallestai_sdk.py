@@ -19,8 +19,8 @@ from smallestai.waves.stream_tts import TTSConfig, WavesStreamingTTS
 from smallestai.waves.tts.socket_client import TtsSocketClient
 from smallestai.waves.tts.types.tts_request_message import TtsRequestMessage
 
+from pipecat_waves.server.tones import words_of
 from tests.compat.conftest import API_KEY, BAD_VOICE, RATE, ThreadedServer, spoken
-from tests.support.tones import words_of
 
 TEXT = "Your order ships tomorrow morning. Tracking details follow by email."
 REPLY = (

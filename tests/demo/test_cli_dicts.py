@@ -11,7 +11,7 @@ import pytest
 from pipecat_waves import cli
 from pipecat_waves.protocol.constants import SYNC_PATH
 from pipecat_waves.server import LocalWavesServer, ToneBackend
-from tests.support.tones import transcribe_tones, words_of
+from pipecat_waves.server.tones import transcribe_tones, words_of
 
 SECRET = "sk-local-secret-d1c7"
 PAIRS = "# how our words sound\nSQL = sequel\n\nNYC\tNew  York City\n"

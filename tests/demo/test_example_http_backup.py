@@ -5,8 +5,8 @@ from __future__ import annotations
 import wave
 
 from pipecat_waves.server import LocalWavesServer, ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.demo.conftest import load_example
-from tests.support.tones import transcribe_tones, words_of
 
 KEY = "example-key"
 

@@ -26,8 +26,8 @@ from pipecat.workers.runner import WorkerRunner
 
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.demo.conftest import EXAMPLES, load_example
-from tests.support.tones import transcribe_tones, words_of
 
 KEY = "example-key"
 

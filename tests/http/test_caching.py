@@ -10,8 +10,8 @@ from pipecat.tests.utils import run_test
 from pipecat_waves import WavesHttpTTSService
 from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.service.helpers import API_KEY, errors
-from tests.support.tones import transcribe_tones, words_of
 
 UTTERANCE = "I would like a table for two tonight."
 RATE = 16000

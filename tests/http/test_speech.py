@@ -22,9 +22,9 @@ from pipecat_waves import WavesHttpTTSService
 from pipecat_waves.resample import QUALITY
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.http.helpers import make_http_service, sse_texts
 from tests.service.helpers import API_KEY, errors, llm_turn, run
-from tests.support.tones import transcribe_tones, words_of
 
 REPLY = "Seven tables remain open tonight. The kitchen shuts at ten. Parking is free."
 

@@ -15,8 +15,8 @@ import pytest
 from pipecat_waves.protocol.constants import LIVE_PATH, PRONUNCIATION_DICTS_PATH, SYNC_PATH
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 from pipecat_waves.server.dicts import MAX_ITEMS
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.server.conftest import AUTH, RATE, audio_of, is_complete, of_status, request, tone
-from tests.support.tones import transcribe_tones, words_of
 
 ITEMS = [
     {"word": "SQL", "pronunciation": "sequel"},

@@ -5,7 +5,7 @@ A :class:`Conversation` is a script of LLM replies, barge-ins, pauses and
 reacts to the bot). :func:`run_conversation` plays it through
 ``[inlet recorder, service, outlet recorder]`` the way Pipecat's ``run_test``
 does, but cancels a pipeline that never ends instead of hanging; the
-recorders stamp every frame with ``time.monotonic()`` so dead air between
+recorders stamp every frame with ``time.perf_counter()`` so dead air between
 replies can be measured. :func:`judge` then reads the tone audio back, reply by
 reply, and lists every way the result differs from what the listener should
 have heard. It never looks at the service's internals, only at frames.
@@ -40,8 +40,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import SleepFrame
 from pipecat.workers.runner import WorkerRunner
 
-from tests.service.helpers import RATE
-from tests.support.tones import (
+from pipecat_waves.server.tones import (
     SECONDS_PER_CHAR,
     Tone,
     decode_tones,
@@ -49,6 +48,8 @@ from tests.support.tones import (
     word_pitch,
     words_of,
 )
+from tests.service.helpers import RATE
+from tests.support.recorder import Recorder, Stamped
 
 # --------------------------------------------------------------------- pairwise
 
@@ -116,43 +117,6 @@ def uncovered_pairs(rows: Sequence[Sequence[int]], levels: Sequence[int]) -> lis
 
 
 # -------------------------------------------------------------------- recording
-
-
-@dataclass(frozen=True)
-class Stamped:
-    """A frame and when it passed a recorder."""
-
-    t: float
-    frame: Frame
-    direction: FrameDirection
-
-
-class Recorder(FrameProcessor):
-    """Passes every frame on and remembers it with a ``time.monotonic()`` stamp.
-
-    Direct mode: the stamp is taken when the neighbour pushes the frame, not
-    when a queue gets round to it, so gaps measured between stamps are the
-    gaps a transport right behind the service would see.
-    """
-
-    def __init__(self, name: str) -> None:
-        """Create a recorder.
-
-        Args:
-            name: Processor name, for Pipecat's logs.
-        """
-        super().__init__(name=name, enable_direct_mode=True)
-        self.entries: list[Stamped] = []
-
-    async def process_frame(self, frame: Frame, direction: FrameDirection):
-        """Stamp ``frame`` and pass it on unchanged."""
-        await super().process_frame(frame, direction)
-        self.entries.append(Stamped(time.monotonic(), frame, direction))
-        await self.push_frame(frame, direction)
-
-    def downstream(self) -> list[Stamped]:
-        """Frames that went downstream, in order."""
-        return [e for e in self.entries if e.direction == FrameDirection.DOWNSTREAM]
 
 
 def audible(frame: Frame) -> bool:
@@ -315,7 +279,7 @@ class Conversation:
     def quiet_for(self, seconds: float) -> bool:
         """Audio was heard, and none for the last ``seconds``."""
         times = [e.t for e in self.outlet.entries if audible(e.frame)]
-        return bool(times) and time.monotonic() - times[-1] >= seconds
+        return bool(times) and time.perf_counter() - times[-1] >= seconds
 
     def wait_heard(
         self,

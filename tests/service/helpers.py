@@ -17,7 +17,7 @@ from pipecat.tests.utils import SleepFrame, run_test
 
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer
-from tests.support.tones import transcribe_tones, words_of
+from pipecat_waves.server.tones import transcribe_tones, words_of
 
 API_KEY = "sk-test-9f8e7d6c5b4a"
 RATE = 16000

@@ -20,6 +20,7 @@ from pipecat.tests.utils import SleepFrame
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.service.conversation import Conversation, run_conversation
 from tests.service.helpers import (
     API_KEY,
@@ -31,7 +32,6 @@ from tests.service.helpers import (
     run,
     split_at_interruption,
 )
-from tests.support.tones import transcribe_tones, words_of
 
 #: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
 pytestmark = pytest.mark.quick

@@ -18,9 +18,9 @@ from pipecat.pipeline.service_switcher import ServiceSwitcher, ServiceSwitcherSt
 
 from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.service.conversation import Conversation, run_conversation
 from tests.service.helpers import API_KEY, RATE, make_service
-from tests.support.tones import transcribe_tones, words_of
 
 WAIT_S = 10.0
 TURNS = [

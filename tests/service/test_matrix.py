@@ -37,6 +37,7 @@ from pipecat.services.tts_service import TextAggregationMode
 
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.server.tones import Tone, decode_tones, transcribe_tones, word_pitch
 from tests.service.conversation import (
     Conversation,
     Result,
@@ -51,7 +52,6 @@ from tests.service.conversation import (
     vocabulary,
 )
 from tests.service.helpers import API_KEY, RATE, make_service
-from tests.support.tones import Tone, decode_tones, transcribe_tones, word_pitch
 
 # ------------------------------------------------------------------ the matrix
 

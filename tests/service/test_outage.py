@@ -14,9 +14,9 @@ from pipecat.utils.errors import ErrorCategory
 
 from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.server.tones import transcribe_tones, words_of
 from tests.service.conversation import Conversation, run_conversation
 from tests.service.helpers import API_KEY, RATE, make_service
-from tests.support.tones import transcribe_tones, words_of
 
 WAIT_S = 10.0  # a bound on each wait; the scripts move on events
 

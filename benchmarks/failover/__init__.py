@@ -1,0 +1,1 @@
+"""The failover benchmark (entry point: ``bench_failover.py``)."""
