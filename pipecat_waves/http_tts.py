@@ -28,7 +28,7 @@ from pipecat_waves.protocol.responses import ServerError
 from pipecat_waves.resample import StreamResampler, wire_rate_for
 from pipecat_waves.settings_check import known_models, settings_problem, unknown_model
 from pipecat_waves.tracing import traced_replies
-from pipecat_waves.tts import WavesTTSSettings
+from pipecat_waves.tts import WavesTTSSettings, initial_settings
 
 __all__ = ["WavesHttpTTSService", "sse_url"]
 
@@ -178,20 +178,7 @@ class WavesHttpTTSService(TTSService):
                 "WavesHttpTTSService speaks whole sentences (one HTTP request each); "
                 "to stream LLM tokens use WavesTTSService"
             )
-        default_settings = WavesTTSSettings(
-            model="lightning_v3.1",
-            voice="avery",
-            language=Language.EN,
-            speed=None,
-            math_notation=None,
-            number_pronunciation_language=None,
-            content_filter=None,
-        )
-        if settings is not None:
-            default_settings.apply_update(settings)
-        problem = settings_problem(default_settings)
-        if problem:
-            raise ValueError(problem)
+        default_settings = initial_settings(settings)
         self._url = sse_url(base_url)
         # Sentences reach run_tts trimmed; the space after each keeps a reply's
         # text (as traced, and as the next request follows it) readable.

@@ -104,6 +104,30 @@ class WavesTTSSettings(TTSSettings):
     pronunciation_dicts: list[str] | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
 
 
+def initial_settings(given: WavesTTSSettings | None) -> WavesTTSSettings:
+    """The defaults with ``given`` applied, checked: what both services start from.
+
+    Raises:
+        ValueError: A setting that cannot work, named.
+    """
+    settings = WavesTTSSettings(
+        model="lightning_v3.1",
+        voice="avery",
+        language=Language.EN,
+        speed=None,
+        math_notation=None,
+        number_pronunciation_language=None,
+        content_filter=None,
+        pronunciation_dicts=None,
+    )
+    if given is not None:
+        settings.apply_update(given)
+    problem = settings_problem(settings)
+    if problem:
+        raise ValueError(problem)
+    return settings
+
+
 def _given(value: Any) -> Any:
     return value if is_given(value) else None
 
@@ -238,21 +262,7 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         api_key = clean_api_key(api_key)
         if sample_rate is not None:
             wire_rate_for(sample_rate)  # raises ValueError for a rate that makes no sense
-        default_settings = WavesTTSSettings(
-            model="lightning_v3.1",
-            voice="avery",
-            language=Language.EN,
-            speed=None,
-            math_notation=None,
-            number_pronunciation_language=None,
-            content_filter=None,
-            pronunciation_dicts=None,
-        )
-        if settings is not None:
-            default_settings.apply_update(settings)
-        problem = settings_problem(default_settings)
-        if problem:
-            raise ValueError(problem)
+        default_settings = initial_settings(settings)
         self._url = live_url(base_url, idle_timeout_s)
         mode = text_aggregation_mode or TextAggregationMode.SENTENCE
         # The server joins a context's fragments exactly as sent, so sentences
