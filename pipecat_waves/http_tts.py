@@ -21,6 +21,7 @@ from pipecat_waves.connection import _key_refused
 from pipecat_waves.credentials import check_transport, clean_api_key, logger, scrub
 from pipecat_waves.errors import category_of, fix_for, http_category, refused_model
 from pipecat_waves.language import language_to_waves_language
+from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter
 from pipecat_waves.protocol import constants as c
 from pipecat_waves.protocol import http as hp
 from pipecat_waves.protocol.audio import PcmAligner
@@ -94,7 +95,7 @@ class _Failed(Exception):
 
 
 @traced_replies
-class WavesHttpTTSService(TTSService):
+class WavesHttpTTSService(ReportedFailuresAdapter, TTSService):
     """Smallest.ai Waves text-to-speech over HTTP, audio streamed as server-sent events.
 
     Each sentence is one ``POST /waves/v1/tts/live``; its audio is pushed as
@@ -481,14 +482,12 @@ class WavesHttpTTSService(TTSService):
             response.close()
             logger.debug(f"{self}: closed the response of interrupted reply {context_id}")
 
-    async def _record_context_audio_outcome(self, context_id: str, received_audio: bool):
-        # Private Pipecat hook (as in WavesTTSService): a reply whose request
-        # failed was reported once, with its cause; Pipecat's generic
-        # "completed with no audio" would report it twice.
+    def _claim_reported_failure(self, context_id: str) -> bool:
+        """A reply whose request failed was reported once, with its cause (see the adapter)."""
         if context_id in self._failed:
             del self._failed[context_id]
-            return
-        await super()._record_context_audio_outcome(context_id, received_audio)
+            return True
+        return False
 
     # -------------------------------------------------------------- settings
 

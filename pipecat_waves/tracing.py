@@ -91,7 +91,7 @@ class ReplySpans:
         """
         self._service = service
         self._enabled = False
-        self._tracing_context: Any = None
+        self._pipeline_context: Any = None
         self._open: dict[str, _Open] = {}
 
     @property
@@ -102,7 +102,7 @@ class ReplySpans:
     def configure(self, setup: FrameProcessorSetup) -> None:
         """Turn tracing on if the pipeline asked for it and OpenTelemetry is present."""
         self._enabled = bool(setup.enable_tracing) and trace is not None
-        self._tracing_context = setup.tracing_context
+        self._pipeline_context = setup.tracing_context
 
     def open(self, context_id: str) -> None:
         """Start the span of reply ``context_id`` with the service's current voice and model."""
@@ -165,7 +165,7 @@ class ReplySpans:
 
     def _parent(self) -> Context | None:
         """The turn's span, else the conversation's, else whatever is current."""
-        tracing_context = self._tracing_context
+        tracing_context = self._pipeline_context
         if tracing_context is None:
             return None
         return tracing_context.get_turn_context() or tracing_context.get_conversation_context()
