@@ -194,7 +194,7 @@ class IdleFacts:
         """The close, rounded so jitter gives one value (see :func:`rounded_seconds`)."""
         if self.closed_after_ms is None:
             return None
-        return rounded_seconds(self.closed_after_ms / 1000)
+        return rounded_ms(self.closed_after_ms)
 
 
 @dataclass(frozen=True)
@@ -456,6 +456,11 @@ def rounded_seconds(seconds: float) -> float | int:
     if tenths >= 1:
         return round(seconds)
     return max(0.1, tenths)
+
+
+def rounded_ms(milliseconds: int) -> float | int:
+    """:func:`rounded_seconds` of a duration kept in whole milliseconds (as facts keep it)."""
+    return rounded_seconds(milliseconds / 1000)
 
 
 def shown_seconds(seconds: float) -> str:
