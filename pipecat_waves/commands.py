@@ -28,6 +28,7 @@ from loguru import logger
 
 from pipecat_waves.credentials import ApiKeyError, check_transport, clean_api_key, scrub
 from pipecat_waves.protocol import constants as c
+from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.audio import PcmAligner, duration_s
 from pipecat_waves.protocol.requests import VoiceParams, build_one_shot
@@ -338,12 +339,9 @@ class Progress:
 
 
 def _server_error(error: rs.ServerError, request: SayRequest, endpoint: Endpoint) -> CliError:
-    text = f"{error.code or ''} {error.message}".lower()
-    if "voice" in text:
-        return CliError(
-            f"unknown voice {request.voice!r}; run 'pipecat-waves voices' to list the voice ids"
-        )
-    if error.code == "UNAUTHORIZED":
+    if pe.names(error, pe.Subject.VOICE):
+        return CliError(pe.cli_unknown_voice(request.voice))
+    if pe.kind_of(error) is pe.ErrorKind.AUTH:
         return _bad_key_error(401, endpoint)
     return CliError(f"{_server_name(endpoint)} refused the request: {error.message}")
 
@@ -359,20 +357,14 @@ def _server_name(endpoint: Endpoint) -> str:
 
 def _bad_key_error(status: int, endpoint: Endpoint) -> CliError:
     """A refused key, with the fix that fits the server and whether a key was sent."""
-    envs = " or ".join(API_KEY_ENVS)
-    if endpoint.api_key is None:
-        return CliError(
-            f"{_server_name(endpoint)} requires an API key and none was given (HTTP {status}); "
-            f"pass --api-key or set {envs}"
-        )
-    if endpoint.is_smallest:
-        return CliError(
-            f"Smallest.ai Waves rejected the API key (HTTP {status}); set {API_KEY_ENVS[0]} "
-            "(or pass --api-key) to a valid key from the Smallest.ai console"
-        )
     return CliError(
-        f"{_server_name(endpoint)} rejected the API key (HTTP {status}); pass the key that "
-        f"server was started with, with --api-key or {envs}"
+        pe.cli_key_refused(
+            status,
+            key_given=endpoint.api_key is not None,
+            smallest=endpoint.is_smallest,
+            server_name=_server_name(endpoint),
+            envs=API_KEY_ENVS,
+        )
     )
 
 
@@ -408,11 +400,8 @@ async def _connect(endpoint: Endpoint) -> Any:
         status = e.status
         if e.auth_rejected and status is not None:
             raise _bad_key_error(status, endpoint) from None
-        if status == 429:
-            raise CliError(
-                f"{_server_name(endpoint)} refused the connection: concurrency limit reached "
-                "(HTTP 429); wait a moment or stop other sessions, then retry"
-            ) from None
+        if e.refused:
+            raise CliError(pe.cli_rate_limited(_server_name(endpoint))) from None
         if status is not None:
             raise CliError(
                 f"{_server_name(endpoint)} answered HTTP {status} to the WebSocket upgrade; "
@@ -626,7 +615,7 @@ async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
             # No redirects: they would carry the key wherever Location points.
             http.get(url, headers=endpoint.auth_headers(), allow_redirects=False) as response,
         ):
-            if response.status in (401, 403):
+            if pe.status_kind(response.status) is pe.ErrorKind.AUTH:
                 raise _bad_key_error(response.status, endpoint)
             if response.status != 200:
                 raise CliError(

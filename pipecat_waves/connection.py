@@ -21,7 +21,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from pipecat_waves.credentials import REDACTED, check_transport, is_loopback_host, logger, scrub
-from pipecat_waves.protocol.constants import CLOSE_POLICY_VIOLATION, LIVE_PATH, MAX_IDLE_TIMEOUT_S
+from pipecat_waves.protocol import errors as pe
+from pipecat_waves.protocol.constants import LIVE_PATH, MAX_IDLE_TIMEOUT_S
 
 __all__ = [
     "LiveSocket",
@@ -94,7 +95,7 @@ class WavesConnectError(Exception):
     @property
     def auth_rejected(self) -> bool:
         """The server refused the API key."""
-        return self.status in (401, 403)
+        return pe.status_kind(self.status) is pe.ErrorKind.AUTH
 
 
 def live_url(base_url: str, idle_timeout_s: int | None) -> str:
@@ -161,18 +162,17 @@ class _ConnectWithoutRedirects(connect):
 
 def _status_error(status: int, headers: Any, host: str, api_key: str | None) -> WavesConnectError:
     """What an HTTP answer to the upgrade means, and whether to try again."""
-    if status in (401, 403):
+    kind = pe.status_kind(status)
+    if kind is pe.ErrorKind.AUTH:
         return WavesConnectError(
             _key_refused(status, host, api_key or ""),
             permanent=True,
             status=status,
             host=host,
         )
-    if status == 429:
+    if kind is pe.ErrorKind.RATE_LIMIT:
         return WavesConnectError(
-            "Waves refused the connection: concurrency limit reached (HTTP 429). "
-            "Retrying with backoff; lower the number of simultaneous sessions or raise "
-            "the account's concurrency.",
+            pe.rate_limited_message("the connection") + "; retrying with backoff.",
             refused=True,
             retry_after_s=_retry_after(headers),
             status=status,
@@ -259,19 +259,11 @@ async def open_socket(
 
 def _key_refused(status: int, netloc: str, api_key: str) -> str:
     """Why the key was refused and what to do, true to the server that refused it."""
-    if not api_key.strip():
-        return (
-            f"The Waves server at {netloc} requires an API key and none was given (HTTP {status}). "
-            "Pass api_key= (a Smallest.ai key, or the key a local server was started with)."
-        )
-    if is_loopback_host(urlsplit(f"//{netloc}").hostname):
-        return (
-            f"The local Waves server at {netloc} rejected the API key (HTTP {status}). "
-            "Pass the key that server was started with as api_key."
-        )
-    return (
-        f"Waves rejected the API key (HTTP {status}). Check the api_key you passed "
-        "(or WAVES_API_KEY) and that it is active in the Smallest.ai console."
+    return pe.key_refused(
+        status,
+        key_given=bool(api_key.strip()),
+        server=netloc,
+        local=is_loopback_host(urlsplit(f"//{netloc}").hostname),
     )
 
 
@@ -380,4 +372,4 @@ class LiveSocket:
 
 def is_refusal_close(code: int | None) -> bool:
     """Whether a close code says the server turned the socket away (a limit was hit)."""
-    return code == CLOSE_POLICY_VIOLATION
+    return pe.closed_for_limit(code)

@@ -42,6 +42,7 @@ from pipecat.frames.frames import (
 from pipecat.pipeline.pipeline import Pipeline
 from pipecat.pipeline.worker import PipelineParams, PipelineWorker
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.utils.errors import ErrorCategory
 from pipecat.workers.runner import WorkerRunner
 
 from pipecat_waves.commands import (
@@ -57,6 +58,7 @@ from pipecat_waves.commands import (
 )
 from pipecat_waves.demo_options import add_arguments
 from pipecat_waves.interrupt import EXIT_INTERRUPTED, run_interruptible
+from pipecat_waves.protocol import errors as pe
 from pipecat_waves.tts import WavesTTSService
 
 #: Output rate of the demo (and of the WAV file).
@@ -169,14 +171,16 @@ class Conversation:
         self.turns = [TurnResult(i + 1, turn) for i, turn in enumerate(script)]
         self.current: TurnResult | None = None
         self.failure: str | None = None
+        self.failed_for_key = False
         self.failed = asyncio.Event()
         self.done = asyncio.Event()
         self._by_context: dict[str, TurnResult] = {}
 
-    def fail(self, message: str) -> None:
+    def fail(self, message: str, category: ErrorCategory | None = None) -> None:
         """Stop the conversation: the first failure is the one reported."""
         if self.failure is None:
             self.failure = message
+            self.failed_for_key = category is ErrorCategory.AUTHENTICATION
         self.failed.set()
 
     def turn_of(self, context_id: str | None) -> TurnResult | None:
@@ -251,7 +255,7 @@ class ScriptedLLM(FrameProcessor):
         """Start the script on ``StartFrame``; notice errors coming back up."""
         await super().process_frame(frame, direction)
         if isinstance(frame, ErrorFrame) and direction == FrameDirection.UPSTREAM:
-            self._conversation.fail(frame.error)
+            self._conversation.fail(frame.error, frame.category)
         elif isinstance(frame, EndFrame | CancelFrame) and self._script_task is not None:
             await self.cancel_task(self._script_task)
             self._script_task = None
@@ -501,7 +505,7 @@ async def run_demo(
         if conversation.failure is None and conversation.done.is_set():
             await speak_user_lines(endpoint, conversation.turns, output)
     if conversation.failure is not None:
-        raise CliError(_with_fix(conversation.failure, voice))
+        raise CliError(_with_fix(conversation, voice))
     if not conversation.done.is_set():
         raise CliError("the pipeline stopped before the conversation ended; run with -v to see why")
     seconds = write_conversation(output, conversation.turns)
@@ -517,17 +521,13 @@ async def _stop_now(worker: PipelineWorker, run: asyncio.Task[Any]) -> None:
     await asyncio.wait({run}, timeout=STOP_TIMEOUT_S)
 
 
-def _with_fix(failure: str, voice: str) -> str:
+def _with_fix(conversation: Conversation, voice: str) -> str:
     """The pipeline's error, with the fix said in this command's own terms."""
-    lowered = failure.lower()
-    if "api key" in lowered:
-        cause = failure.split(". ")[0]
-        return f"{cause}; pass the right key with --api-key (or WAVES_API_KEY)"
-    if "voice" in lowered:
-        return (
-            f"unknown voice {voice!r}; run 'pipecat-waves voices' to list the voice ids "
-            "and pass one with --voice"
-        )
+    failure = conversation.failure or ""
+    if conversation.failed_for_key:
+        return pe.cli_key_fix(failure.split(". ")[0])
+    if pe.VOICE_FIX in failure:
+        return pe.cli_unknown_voice(voice, flag=True)
     return failure
 
 

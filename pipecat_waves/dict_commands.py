@@ -26,6 +26,7 @@ from pipecat_waves.commands import (
     open_endpoint,
 )
 from pipecat_waves.credentials import scrub
+from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol.constants import PRONUNCIATION_DICTS_PATH
 
 #: What ``--help`` says about the pairs file.
@@ -153,7 +154,7 @@ async def _call(
     except aiohttp.ClientConnectionError as e:
         reason = scrub(str(e) or type(e).__name__, endpoint.api_key)
         raise _unreachable_error(endpoint, endpoint.http_base, reason) from None
-    if status in (401, 403):
+    if pe.status_kind(status) is pe.ErrorKind.AUTH:
         raise _bad_key_error(status, endpoint)
     if status == 404 and isinstance(body, dict) and "id" in body:
         raise CliError(

@@ -23,6 +23,7 @@ from pipecat_waves.errors import category_of, fix_for, http_category, refused_mo
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter
 from pipecat_waves.protocol import constants as c
+from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import http as hp
 from pipecat_waves.protocol.audio import PcmAligner
 from pipecat_waves.protocol.responses import ServerError
@@ -407,13 +408,10 @@ class WavesHttpTTSService(ReportedFailuresAdapter, TTSService):
         category = http_category(status, error)
         if category is ErrorCategory.AUTHENTICATION:
             return _Failed(_key_refused(status, host, self._api_key), category)
-        if status == 429:
+        if pe.status_kind(status) is pe.ErrorKind.RATE_LIMIT:
             wait = hp.retry_after_s(response.headers.get("Retry-After"))
-            after = f"; Waves asks to retry after {wait:g} s" if wait is not None else ""
             return _Failed(
-                f"Waves refused this reply: the account's concurrency limit is reached "
-                f"(HTTP 429{after}). Run fewer sessions at once or raise the account's "
-                "concurrency; the next reply tries again.",
+                pe.rate_limited_message("this reply", wait) + "; the next reply tries again.",
                 ErrorCategory.RATE_LIMIT,
             )
         if 300 <= status < 400:

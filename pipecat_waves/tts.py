@@ -30,18 +30,17 @@ from pipecat_waves.connection import (
     LiveSocket,
     LiveSocketHandlers,
     WavesConnectError,
-    is_refusal_close,
     live_url,
     open_socket,
 )
 from pipecat_waves.credentials import clean_api_key, logger, scrub
 from pipecat_waves.errors import category_of as _category
 from pipecat_waves.errors import fix_for as _fix_for
-from pipecat_waves.errors import mentions_auth as _mentions_auth
 from pipecat_waves.errors import refused_model as _refused_model
 from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.language import language_to_waves_language
 from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
+from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import reconnect as rc
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
@@ -735,8 +734,7 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         await self._on_policy(
             self._policy.closed(lane_id, now, how),
             give_up=(
-                f"Waves closed the connection because of the API key ({closed}). Check the "
-                "api_key you passed (or WAVES_API_KEY).",
+                pe.auth_close_message(closed),
                 ErrorCategory.AUTHENTICATION,
             ),
         )
@@ -905,10 +903,7 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         """An error that failed no reply: fatal only if it is about the key."""
         category = _category(output.error)
         if category is ErrorCategory.AUTHENTICATION:
-            await self._give_up(
-                f"Waves error: {output.error.message}. Check the api_key (or WAVES_API_KEY).",
-                category,
-            )
+            await self._give_up(pe.auth_error_message(output.error.message), category)
         else:
             logger.warning(
                 f"{self}: Waves reported an error on connection {output.conn} that no reply "
@@ -960,7 +955,7 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         speaking. Returns the voice gone back to, if any.
         """
         spoken = self._spoken_voice
-        if "voice" not in f"{error.code or ''} {error.message}".lower():
+        if not pe.names(error, pe.Subject.VOICE):
             return None
         if spoken is None or self._settings.voice == spoken:
             return None
@@ -986,10 +981,7 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         error = output.error
         self._resamplers.pop(output.context_id, None)
         if _category(error) is ErrorCategory.AUTHENTICATION:
-            await self._give_up(
-                f"Waves error: {error.message}. Check the api_key (or WAVES_API_KEY).",
-                ErrorCategory.AUTHENTICATION,
-            )
+            await self._give_up(pe.auth_error_message(error.message), ErrorCategory.AUTHENTICATION)
             return
         message = scrub(f"Waves could not synthesize this reply: {error.message}")
         if error.code:
@@ -1018,14 +1010,10 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
             await self.push_error_frame(frame)
 
 
-#: Close codes some servers use for a rejected credential.
-_AUTH_CLOSE_CODES = frozenset({4001, 4003, 4401, 4403})
-
-
 def _close_kind(code: int | None, reason: str) -> rc.Close:
     """What a close by the server says: the key, a socket limit, or a plain drop."""
-    if _mentions_auth(reason) or code in _AUTH_CLOSE_CODES:
+    if pe.closed_for_key(code, reason):
         return rc.Close.AUTH
-    if is_refusal_close(code):
+    if pe.closed_for_limit(code):
         return rc.Close.REFUSED
     return rc.Close.DROPPED

@@ -8,11 +8,22 @@ reports what it did; :meth:`pipecat_waves.server.ServerBehaviour.from_probe`
 turns a report into local server switches.
 """
 
-from pipecat_waves.probe.findings import Finding, ProbeReport
+from pipecat_waves.probe.findings import (
+    Finding,
+    FindingKey,
+    IdleFacts,
+    OutcomeFacts,
+    PingFacts,
+    ProbeReport,
+)
 from pipecat_waves.probe.runner import ProbeConfig, probe_characters, probe_texts, run_probe
 
 __all__ = [
     "Finding",
+    "FindingKey",
+    "IdleFacts",
+    "OutcomeFacts",
+    "PingFacts",
     "ProbeConfig",
     "ProbeReport",
     "probe_characters",

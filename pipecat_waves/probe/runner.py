@@ -335,7 +335,9 @@ class ProbeRunner:
             await check.send(msg, "sent")
             await self._collect(check)
         finding = f.backoff_finding(check.exchange, PROBE_RATE, self._delay_s)
-        self._backoff_applies = finding.observed == "honoured"
+        self._backoff_applies = (
+            isinstance(finding.facts, f.OutcomeFacts) and finding.facts.outcome == "apply"
+        )
         return finding
 
     async def _continuation_echo(self) -> f.Finding:
@@ -352,14 +354,17 @@ class ProbeRunner:
             await check.send(self._fragment(LONG_SENTENCE, "probe-long", False), "sent")
             await self._collect(check)
         long = check.exchange
-        finding = f.split_finding("one long sentence", long, PROBE_RATE, len(LONG_SENTENCE))
-        finding.switches = f.long_sentence_switches(long, PROBE_RATE, len(LONG_SENTENCE))
-        found = [finding]
+        cut = f.long_sentence_switches(long, PROBE_RATE, len(LONG_SENTENCE))
+        found = [
+            f.split_finding(f.FindingKey.LONG_SENTENCE, long, PROBE_RATE, len(LONG_SENTENCE), cut)
+        ]
         async with self._check() as check:
             await check.send(self._fragment(SEVERAL, "probe-several", False), "sent")
             await self._collect(check)
         found.append(
-            f.split_finding("several sentences at once", check.exchange, PROBE_RATE, len(SEVERAL))
+            f.split_finding(
+                f.FindingKey.SEVERAL_SENTENCES, check.exchange, PROBE_RATE, len(SEVERAL)
+            )
         )
         async with self._check() as check:
             for text in PER_FRAGMENT:
@@ -368,9 +373,8 @@ class ProbeRunner:
             await self._collect(check)
         per = check.exchange
         total = len("".join(PER_FRAGMENT))
-        finding = f.split_finding("one sentence per fragment", per, PROBE_RATE, total)
-        finding.switches = f.per_sentence_switches(per, PROBE_RATE, len(PER_FRAGMENT), total)
-        found.append(finding)
+        merged = f.per_sentence_switches(per, PROBE_RATE, len(PER_FRAGMENT), total)
+        found.append(f.split_finding(f.FindingKey.PER_FRAGMENT, per, PROBE_RATE, total, merged))
         found.append(
             f.word_time_finding([("per fragment", per), ("long sentence", long)], PROBE_RATE)
         )
@@ -489,20 +493,19 @@ class ProbeRunner:
         return f.dicts_finding(exchanges[0], exchanges[1], PROBE_RATE)
 
     async def _idle_checks(self) -> list[f.Finding]:
-        cases: list[tuple[str, str | None, float]] = [
-            ("idle timeout with ?timeout=1", "1", 3.0),
-            ("?timeout=0 (below the range)", "0", 3.0),
+        cases: list[tuple[f.FindingKey, str | None, float]] = [
+            (f.FindingKey.IDLE_QUERY, "1", 3.0),
+            (f.FindingKey.IDLE_BELOW_RANGE, "0", 3.0),
         ]
         if self.config.idle_wait_s > 0:
-            cases.append(("idle timeout (default)", None, self.config.idle_wait_s))
+            cases.append((f.FindingKey.IDLE_DEFAULT, None, self.config.idle_wait_s))
         results = await asyncio.gather(*(self._idle(q, wait) for _, q, wait in cases))
         found = []
-        for (point, q, wait), closed in zip(cases, results, strict=True):
-            asked = "no ?timeout=" if q is None else f"?timeout={q}"
+        for (key, q, wait), closed in zip(cases, results, strict=True):
             if isinstance(closed, WavesConnectError):
-                found.append(f.idle_refused_finding(point, asked, closed.status))
+                found.append(f.idle_refused_finding(key, q, closed.status))
             else:
-                found.append(f.idle_finding(point, asked, closed, wait))
+                found.append(f.idle_finding(key, q, closed, wait))
         return found
 
     async def _idle(

@@ -15,34 +15,11 @@ be heard).
 
 from __future__ import annotations
 
-import re
-
-from pipecat_waves.protocol import responses as rs
+from pipecat_waves.protocol.errors import complains_of_ping as complains_of_ping
+from pipecat_waves.protocol.errors import is_idle_timeout as is_idle_timeout
 
 #: Shortest interval pings are ever sent at, however early a server closes.
 MIN_INTERVAL_S = 1.0
-
-_IDLE_TIMEOUT_WORDS = re.compile(r"timed? ?out|inactiv|idle", re.IGNORECASE)
-_PING_COMPLAINT = re.compile(
-    r"required|missing|unknown (message )?type|MISSING_FIELD|INVALID_MESSAGE|ping",
-    re.IGNORECASE,
-)
-
-
-def is_idle_timeout(error: rs.ServerError) -> bool:
-    """Whether ``error`` is the server announcing it closes an idle socket."""
-    env = error.envelope
-    if env.request_id or env.external_request_id:
-        return False
-    return bool(_IDLE_TIMEOUT_WORDS.search(f"{error.code or ''} {error.message}"))
-
-
-def complains_of_ping(error: rs.ServerError) -> bool:
-    """Whether ``error`` reads like a refusal of the keep-alive message itself."""
-    env = error.envelope
-    if env.request_id or env.external_request_id:
-        return False
-    return bool(_PING_COMPLAINT.search(f"{error.code or ''} {error.message}"))
 
 
 class KeepAlive:

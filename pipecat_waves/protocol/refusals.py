@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import re
-
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.backoff import backoff_s
 from pipecat_waves.protocol.connection_state import ConnState
-from pipecat_waves.protocol.keepalive import complains_of_ping, is_idle_timeout
+from pipecat_waves.protocol.errors import (
+    Subject,
+    complains_of_ping,
+    is_idle_timeout,
+    is_rate_limit,
+    names,
+)
 from pipecat_waves.protocol.outputs import (
     ContextRetrying,
     Notice,
@@ -28,25 +32,15 @@ from pipecat_waves.protocol.session_core import (
 )
 from pipecat_waves.protocol.timers import TimedRules
 
-_RATE_LIMIT_CODES = frozenset({"RATE_LIMIT", "CONCURRENCY_LIMIT", "TOO_MANY_REQUESTS", "429"})
-_RATE_LIMIT_WORDS = re.compile(r"concurren|rate.?limit|too many", re.IGNORECASE)
-
 
 def refuses_complete_backoff(error: rs.ServerError) -> bool:
     """Whether ``error`` refuses the ``complete_backoff_ms`` field itself."""
-    return "complete_backoff" in f"{error.code or ''} {error.message}".lower()
+    return names(error, Subject.COMPLETE_BACKOFF)
 
 
 def refuses_pronunciation_dicts(error: rs.ServerError) -> bool:
     """Whether ``error`` refuses the ``pronunciation_dicts`` field itself."""
-    return "pronunciation_dicts" in f"{error.code or ''} {error.message}".lower()
-
-
-def is_rate_limit(error: rs.ServerError) -> bool:
-    """Whether ``error`` refuses a request for the account's concurrency or rate limit."""
-    return (error.code or "").upper() in _RATE_LIMIT_CODES or bool(
-        _RATE_LIMIT_WORDS.search(error.message)
-    )
+    return names(error, Subject.PRONUNCIATION_DICTS)
 
 
 class ErrorRules(TimedRules):

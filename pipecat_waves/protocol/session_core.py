@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pipecat_waves.protocol import requests as rq
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.connection_state import ConnEvent, ConnState, next_conn_state
+from pipecat_waves.protocol.errors import CONNECTION_LOST as CONNECTION_LOST
 from pipecat_waves.protocol.keepalive import KeepAlive
 from pipecat_waves.protocol.outputs import (
     CloseConnection,
@@ -40,8 +41,6 @@ MAX_DROPS_PER_REPLY = 3
 #: Waits between retries of a reply refused for the concurrency limit.
 RETRY_FIRST_S = 0.1
 RETRY_LARGEST_S = 2.0
-#: Error code of a reply given up after losing its connection too often.
-CONNECTION_LOST = "CONNECTION_LOST"
 
 #: Why a reply that arrives while the server cannot be reached fails.
 UNREACHABLE_REASON = "the server cannot be reached; the reply was dropped rather than spoken late"

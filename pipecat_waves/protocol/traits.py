@@ -19,35 +19,18 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, fields, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 if TYPE_CHECKING:
-    from pipecat_waves.probe.findings import ProbeReport
+    from pipecat_waves.probe.findings import Finding, ProbeReport
 
 BackoffWithContext = Literal["apply", "ignore", "refuse"]
+_F = TypeVar("_F")
 DictsOnSocket = Literal["apply", "ignore", "refuse"]
 
-_PING_POINT = "ping answered"
-_BACKOFF_POINT = "complete_backoff_ms: 0 with context_id"
-_IDLE_POINT = "idle timeout (default)"
-_TIMEOUT_QUERY_POINT = "idle timeout with ?timeout=1"
-#: The probe's finding on ``pronunciation_dicts`` sent on the live socket.
-DICTS_POINT = "pronunciation_dicts on the live socket"
 #: The probe asks for a 1 s idle timeout; a close this soon honours it.
-QUERY_HONOURED_WITHIN_S = 1.5
-_CLOSED_AFTER_MS = re.compile(r"(\d+) ms$")
-
-
-def _positive_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value > 0
-
-
-def _closed_after_s(evidence: str) -> float | None:
-    """When the probe saw the socket closed, from its evidence (``"?timeout=1; 1003 ms"``)."""
-    found = _CLOSED_AFTER_MS.search(evidence.strip())
-    return int(found.group(1)) / 1000 if found else None
+QUERY_HONOURED_WITHIN_MS = 1500
 
 
 @dataclass(frozen=True)
@@ -153,34 +136,39 @@ class ServerTraits:
 
     @classmethod
     def from_probe(cls, report: ProbeReport) -> ServerTraits:
-        """The traits a probe report shows; points it could not tell stay None."""
-        by_point = {f.point: f for f in report.findings}
-        answers_pings: bool | None = None
-        ping = by_point.get(_PING_POINT)
-        if ping is not None and ping.observed == "pong":
-            answers_pings = True
-        elif ping is not None and ping.evidence.startswith("error"):
-            answers_pings = False  # silence is not a refusal: it stays unknown
-        backoff = by_point.get(_BACKOFF_POINT)
-        with_context = backoff.switches.get("complete_backoff_with_context") if backoff else None
-        idle = by_point.get(_IDLE_POINT)
-        seen: Any = idle.switches.get("idle_timeout_s") if idle else None
-        idle_s = float(seen) if _positive_number(seen) else None
-        query = by_point.get(_TIMEOUT_QUERY_POINT)
+        """The traits a probe report shows, from its findings' typed facts.
+
+        Points it could not tell stay None.
+        """
+        from pipecat_waves.probe.findings import FindingKey, IdleFacts, OutcomeFacts, PingFacts
+
+        by_key = {f.key: f for f in report.findings if f.key is not None}
+
+        def facts(key: FindingKey, kind: type[_F]) -> _F | None:
+            finding: Finding | None = by_key.get(key)
+            found = finding.facts if finding is not None else None
+            return found if isinstance(found, kind) else None
+
+        ping = facts(FindingKey.PING, PingFacts)
+        # Silence is not a refusal: it stays unknown.
+        answers_pings = {"pong": True, "error": False}.get(ping.answer) if ping else None
+        backoff = facts(FindingKey.BACKOFF_WITH_CONTEXT, OutcomeFacts)
+        idle = facts(FindingKey.IDLE_DEFAULT, IdleFacts)
+        idle_s = idle.closed_after_s if idle is not None else None
+        query = facts(FindingKey.IDLE_QUERY, IdleFacts)
         honours: bool | None = None
         if query is not None:
             # Asked for 1 s: a close within 1.5 s is the query honoured. When
             # the default itself is that short the two cannot be told apart.
-            closed_s = _closed_after_s(query.evidence)
-            default_short = idle_s is not None and idle_s < QUERY_HONOURED_WITHIN_S
+            default_short = idle_s is not None and idle_s * 1000 < QUERY_HONOURED_WITHIN_MS
             if not default_short:
-                honours = closed_s is not None and closed_s < QUERY_HONOURED_WITHIN_S
-        dicts = by_point.get(DICTS_POINT)
-        on_socket = dicts.switches.get("pronunciation_dicts_on_socket") if dicts else None
+                closed = query.closed_after_ms
+                honours = closed is not None and closed < QUERY_HONOURED_WITHIN_MS
+        dicts = facts(FindingKey.DICTS_ON_SOCKET, OutcomeFacts)
         return cls(
             answers_pings=answers_pings,
-            complete_backoff_with_context=with_context,
-            idle_timeout_s=idle_s,
+            complete_backoff_with_context=backoff.outcome if backoff else None,
+            idle_timeout_s=float(idle_s) if idle_s is not None else None,
             honours_timeout_query=honours,
-            pronunciation_dicts_on_socket=on_socket,
+            pronunciation_dicts_on_socket=dicts.outcome if dicts else None,
         )

@@ -35,6 +35,13 @@ def test_one_complete_for_two_held_back_replies_is_coalescing() -> None:
         frames=[(0.0, chunk("a")), (0.01, chunk("b")), (1.02, complete("b"))],
     )
     rows = {x.point: x for x in f.one_shot_findings(exchange, RATE, ("one", "two"))}
+    keys = [x.key for x in f.one_shot_findings(exchange, RATE, ("one", "two"))]
+    assert keys == [
+        f.FindingKey.ONE_SHOT_ECHO,
+        f.FindingKey.COMPLETE_DELAY,
+        f.FindingKey.SOCKET_AFTER_ONE_SHOT,
+        f.FindingKey.COALESCED,
+    ]
     assert rows["complete without complete_backoff_ms"].switches == {"complete_delay_ms": 1000}
     assert rows["completes coalesced"].switches == {"coalesce_complete": True}
     assert rows["request_id echo (one-shot)"].observed == "not echoed"
@@ -73,29 +80,54 @@ def test_error_shapes_are_read_from_the_frame_as_sent() -> None:
     ]:
         exchange = f.Exchange(frames=[(0.0, error)], raw_errors=[raw])
         assert f.error_finding("bad voice", exchange).switches == {"error_shape": shape}
-    assert f.error_finding("bad voice", f.Exchange()).observed == "none"
+    shape = f.error_finding("bad voice", f.Exchange())
+    assert (shape.key, shape.point, shape.observed) == (
+        f.FindingKey.ERROR_SHAPE,
+        "error shape (bad voice)",
+        "none",
+    )
 
 
 def test_an_idle_check_refused_at_the_upgrade_is_a_finding() -> None:
-    found = f.idle_refused_finding("?timeout=0 (below the range)", "?timeout=0", 400)
-    assert found.observed == "refused at the upgrade (HTTP 400)"
+    found = f.idle_refused_finding(f.FindingKey.IDLE_BELOW_RANGE, "0", 400)
+    assert found.point == "?timeout=0 (below the range)"
+    assert (found.observed, found.evidence) == ("refused at the upgrade (HTTP 400)", "?timeout=0")
     assert found.switches == {}
+    assert found.facts == f.IdleFacts("0", 0, refused_status=400, refused=True)
 
 
 def test_an_idle_close_within_moments_is_never_a_zero_timeout() -> None:
-    found = f.idle_finding("idle timeout (default)", "no ?timeout=", 0.02, 65.0)
+    found = f.idle_finding(f.FindingKey.IDLE_DEFAULT, None, 0.02, 65.0)
     assert found.switches == {"idle_timeout_s": 0.1}
+    assert found.facts == f.IdleFacts(None, 65000, closed_after_ms=20)
+    assert (found.observed, found.evidence) == ("closed after 0.1 s", "no ?timeout=; 20 ms")
 
 
 def test_the_same_idle_timeout_measured_either_side_of_it_reads_the_same() -> None:
     # A server closing at 1 s is measured a little early one run, a little late the next.
-    for point, asked in [("idle timeout (default)", "no ?timeout="), ("?timeout=1", "?timeout=1")]:
-        early = f.idle_finding(point, asked, 0.97, 3.0)
-        late = f.idle_finding(point, asked, 1.03, 3.0)
+    for key, asked in [(f.FindingKey.IDLE_DEFAULT, None), (f.FindingKey.IDLE_QUERY, "1")]:
+        early = f.idle_finding(key, asked, 0.97, 3.0)
+        late = f.idle_finding(key, asked, 1.03, 3.0)
         assert early.observed == late.observed == "closed after 1 s"
         assert early.switches == late.switches
-    switch = f.idle_finding("idle timeout (default)", "no ?timeout=", 0.97, 3.0).switches
+        assert isinstance(early.facts, f.IdleFacts) and early.facts.closed_after_ms == 970
+    switch = f.idle_finding(f.FindingKey.IDLE_DEFAULT, None, 0.97, 3.0).switches
     assert repr(switch["idle_timeout_s"]) == "1"
+
+
+def test_the_seconds_shown_depend_only_on_the_rounded_value() -> None:
+    # Once "closed after 1.0 s" and once "closed after 1 s" for one server: never again.
+    by_shown: dict[object, set[str]] = {}
+    for closed_ms in range(1, 70_000, 7):
+        facts = f.IdleFacts("1", 3000, closed_after_ms=closed_ms)
+        observed = f.idle_finding_of(f.FindingKey.IDLE_QUERY, facts).observed
+        assert observed == f"closed after {facts.closed_after_s} s"
+        assert not observed.endswith(".0 s"), observed
+        by_shown.setdefault(facts.closed_after_s, set()).add(observed)
+        # The same close measured in seconds reads the same as in whole milliseconds.
+        seconds = f.idle_finding(f.FindingKey.IDLE_QUERY, "1", closed_ms / 1000, 3.0)
+        assert seconds.observed == observed and seconds.evidence == f"?timeout=1; {closed_ms} ms"
+    assert all(len(texts) == 1 for texts in by_shown.values())
 
 
 def test_shown_seconds_keeps_tenths_only_below_a_second() -> None:
@@ -107,3 +139,25 @@ def test_shown_seconds_keeps_tenths_only_below_a_second() -> None:
         "1 s",
         "4 s",
     ]
+
+
+def test_ping_backoff_and_dicts_findings_carry_typed_facts() -> None:
+    pong = f.Exchange(frames=[(0.0123, rs.Pong())])
+    found = f.ping_finding(pong)
+    assert found.facts == f.PingFacts("pong", pong_after_ms=12)
+    assert (found.observed, found.evidence) == ("pong", "pong after 12 ms")
+    refused = f.Exchange(frames=[(0.01, rs.ServerError(rs.Envelope(), "unknown type 'ping'"))])
+    found = f.ping_finding(refused)
+    assert found.facts == f.PingFacts("error", error="unknown type 'ping'")
+    assert found.evidence == "error: unknown type 'ping'"
+    assert f.ping_finding(f.Exchange()).facts == f.PingFacts("silence")
+
+    backoff = f.backoff_finding(refused, RATE, 1.0)
+    assert backoff.facts == f.OutcomeFacts("refuse", "unknown type 'ping'")
+    assert backoff.switches == {"complete_backoff_with_context": "refuse"}
+    assert f.backoff_finding(f.Exchange(), RATE, None).facts == f.OutcomeFacts(None)
+    dicts = f.dicts_finding(f.Exchange(), refused, RATE)
+    assert (dicts.key, dicts.facts) == (
+        f.FindingKey.DICTS_ON_SOCKET,
+        f.OutcomeFacts("refuse", "unknown type 'ping'"),
+    )

@@ -14,7 +14,16 @@ from typing import Any
 
 import pytest
 
-from pipecat_waves.probe import ProbeConfig, ProbeReport, probe_characters, run_probe
+from pipecat_waves.probe import (
+    FindingKey,
+    IdleFacts,
+    OutcomeFacts,
+    PingFacts,
+    ProbeConfig,
+    ProbeReport,
+    probe_characters,
+    run_probe,
+)
 from pipecat_waves.probe.runner import LONG_SENTENCE, PER_FRAGMENT, probe_texts
 from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend
@@ -135,8 +144,31 @@ async def test_probe_reports_the_switches_set(serve: Any, switches: dict[str, An
     assert traits.honours_timeout_query is (None if behaviour.idle_timeout_s < 1.5 else True)
     assert traits.idle_timeout_s == expected.get("idle_timeout_s")
     assert traits.pronunciation_dicts_on_socket == behaviour.pronunciation_dicts_on_socket
+    assert_structured(report, behaviour)
     if not switches:
         assert_strictest_table(report)
+
+
+def assert_structured(report: ProbeReport, behaviour: ServerBehaviour) -> None:
+    """Every point has its key; the typed facts say what the local server was set to do."""
+    assert all(finding.key is not None for finding in report.findings)
+    by_key = {finding.key: finding.facts for finding in report.findings}
+    ping = by_key[FindingKey.PING]
+    assert isinstance(ping, PingFacts)
+    assert ping.answer == ("pong" if behaviour.ping_supported else "error")
+    assert (ping.pong_after_ms is not None) is behaviour.ping_supported
+    query = by_key[FindingKey.IDLE_QUERY]
+    assert isinstance(query, IdleFacts) and query.asked_timeout == "1"
+    assert query.closed_after_ms is not None, "the local server closes a socket idle for 1 s"
+    default = by_key[FindingKey.IDLE_DEFAULT]
+    assert isinstance(default, IdleFacts) and default.asked_timeout is None
+    if behaviour.idle_timeout_s <= FAST["idle_wait_s"]:
+        assert default.closed_after_s == behaviour.idle_timeout_s
+    dicts = by_key[FindingKey.DICTS_ON_SOCKET]
+    assert isinstance(dicts, OutcomeFacts)
+    assert dicts.outcome == behaviour.pronunciation_dicts_on_socket
+    # Read back from the JSON, the same findings, facts included.
+    assert ProbeReport.from_json(report.to_json()).findings == report.findings
 
 
 def assert_cuts(report: ProbeReport, behaviour: ServerBehaviour) -> None:

@@ -6,7 +6,16 @@ import json
 
 import pytest
 
-from pipecat_waves.probe.findings import Finding, ProbeReport
+from pipecat_waves.probe.findings import (
+    Finding,
+    FindingKey,
+    IdleFacts,
+    OutcomeFacts,
+    PingFacts,
+    ProbeReport,
+    idle_finding_of,
+    ping_finding_of,
+)
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.traits import ServerTraits
@@ -20,21 +29,36 @@ def report(*findings: Finding) -> ProbeReport:
     return ProbeReport("ws://127.0.0.1:1", 569, list(findings))
 
 
-PING_REFUSED = Finding("ping answered", "no pong", "error: x", {"ping_supported": False})
-PING_ANSWERED = Finding("ping answered", "pong", "pong after 1 ms", {"ping_supported": True})
-BACKOFF_REFUSED = Finding(
-    "complete_backoff_ms: 0 with context_id",
+K = FindingKey
+PING_REFUSED = ping_finding_of(PingFacts("error", error="x"))
+PING_ANSWERED = ping_finding_of(PingFacts("pong", pong_after_ms=1))
+BACKOFF_REFUSED = Finding.of(
+    K.BACKOFF_WITH_CONTEXT,
     "refused",
     "error: no",
     {"complete_backoff_with_context": "refuse"},
+    facts=OutcomeFacts("refuse", "no"),
 )
-IDLE_30 = Finding("idle timeout (default)", "closed after 30 s", "", {"idle_timeout_s": 30})
-QUERY_HONOURED = Finding(
-    "idle timeout with ?timeout=1", "closed after 1 s", "?timeout=1; 1004 ms", {}
-)
-QUERY_IGNORED = Finding(
-    "idle timeout with ?timeout=1", "open after 3 s", "?timeout=1; not waited longer", {}
-)
+IDLE_30 = idle_finding_of(K.IDLE_DEFAULT, IdleFacts(None, 65000, closed_after_ms=30004))
+QUERY_HONOURED = idle_finding_of(K.IDLE_QUERY, IdleFacts("1", 3000, closed_after_ms=1004))
+QUERY_IGNORED = idle_finding_of(K.IDLE_QUERY, IdleFacts("1", 3000))
+
+
+def test_the_words_are_rendered_from_the_facts_as_the_table_always_showed_them():
+    rows = [(x.point, x.observed, x.evidence) for x in (PING_REFUSED, PING_ANSWERED, IDLE_30)]
+    assert rows == [
+        ("ping answered", "no pong", "error: x"),
+        ("ping answered", "pong", "pong after 1 ms"),
+        ("idle timeout (default)", "closed after 30 s", "no ?timeout=; 30004 ms"),
+    ]
+    assert (QUERY_HONOURED.point, QUERY_HONOURED.observed, QUERY_HONOURED.evidence) == (
+        "idle timeout with ?timeout=1",
+        "closed after 1 s",
+        "?timeout=1; 1004 ms",
+    )
+    assert QUERY_IGNORED.observed == "open after 3 s"
+    assert IDLE_30.switches == {"idle_timeout_s": 30}
+    assert PING_REFUSED.switches == {"ping_supported": False}
 
 
 # ---------------------------------------------------------------- reading
@@ -53,7 +77,7 @@ def test_a_probe_report_gives_each_point_it_could_tell():
 def test_points_a_probe_did_not_tell_stay_unknown():
     assert ServerTraits.from_probe(report()) == ServerTraits()
     traits = ServerTraits.from_probe(
-        report(PING_ANSWERED, Finding("complete_backoff_ms: 0 with context_id", "n/a", "", {}))
+        report(PING_ANSWERED, Finding.of(K.BACKOFF_WITH_CONTEXT, "n/a", facts=OutcomeFacts(None)))
     )
     assert traits == ServerTraits(answers_pings=True)
 
@@ -61,10 +85,11 @@ def test_points_a_probe_did_not_tell_stay_unknown():
 def test_a_timeout_query_honoured_or_not():
     assert ServerTraits.from_probe(report(QUERY_HONOURED)).honours_timeout_query is True
     assert ServerTraits.from_probe(report(QUERY_IGNORED)).honours_timeout_query is False
-    late = Finding("idle timeout with ?timeout=1", "closed after 2 s", "?timeout=1; 2480 ms", {})
+    late = idle_finding_of(K.IDLE_QUERY, IdleFacts("1", 3000, closed_after_ms=2480))
+    assert (late.observed, late.evidence) == ("closed after 2 s", "?timeout=1; 2480 ms")
     assert ServerTraits.from_probe(report(late)).honours_timeout_query is False
     # A default as short as what was asked cannot tell the query apart.
-    short = Finding("idle timeout (default)", "closed after 1 s", "", {"idle_timeout_s": 1})
+    short = idle_finding_of(K.IDLE_DEFAULT, IdleFacts(None, 65000, closed_after_ms=1000))
     assert ServerTraits.from_probe(report(short, QUERY_HONOURED)).honours_timeout_query is None
 
 
@@ -79,6 +104,73 @@ def test_traits_round_trip_through_json_and_files(tmp_path):
     assert ServerTraits.from_file(probe_file) == ServerTraits(
         answers_pings=False, complete_backoff_with_context="refuse"
     )
+
+
+def test_findings_to_table_and_json_and_back_give_the_same_traits_and_table(tmp_path):
+    dicts = Finding.of(
+        K.DICTS_ON_SOCKET,
+        "ignored",
+        "900 ms of audio with the dictionary, 1000 ms without",
+        {"pronunciation_dicts_on_socket": "ignore"},
+        facts=OutcomeFacts("ignore"),
+    )
+    first = report(PING_REFUSED, BACKOFF_REFUSED, IDLE_30, QUERY_HONOURED, dicts)
+    traits = ServerTraits.from_probe(first)
+    assert traits == ServerTraits(
+        answers_pings=False,
+        complete_backoff_with_context="refuse",
+        idle_timeout_s=30.0,
+        honours_timeout_query=True,
+        pronunciation_dicts_on_socket="ignore",
+    )
+    data = json.loads(json.dumps(first.to_json()))
+    assert data["version"] == 2
+    assert data["findings"][3]["key"] == "idle_query"
+    assert data["findings"][3]["facts"]["closed_after_ms"] == 1004
+    again = ProbeReport.from_json(data)
+    assert again.findings == first.findings
+    assert again.table() == first.table()
+    assert ServerTraits.from_json(data) == traits
+
+
+def test_a_report_written_before_facts_gives_what_its_switches_hold():
+    # Version 1 had labels and switches only: what those hold still counts;
+    # what was only in the prose (the ?timeout=1 close, a refused ping) stays unknown.
+    old = [
+        {"point": "ping answered", "observed": "pong", "evidence": "pong after 3 ms",
+         "switches": {"ping_supported": True}},
+        {"point": "complete_backoff_ms: 0 with context_id", "observed": "ignored",
+         "evidence": "", "switches": {"complete_backoff_with_context": "ignore"}},
+        {"point": "idle timeout (default)", "observed": "closed after 30 s",
+         "evidence": "no ?timeout=; 30004 ms", "switches": {"idle_timeout_s": 30}},
+        {"point": "idle timeout with ?timeout=1", "observed": "closed after 1 s",
+         "evidence": "?timeout=1; 1004 ms", "switches": {}},
+        {"point": "handshake and TTFB (lightning_v3.1)", "observed": "audio", "evidence": "",
+         "switches": {}},
+        {"point": "something a newer probe asks", "observed": "x", "switches": {}},
+    ]  # fmt: skip
+    read = ProbeReport.from_json({"version": 1, "findings": old})
+    assert [x.key for x in read.findings] == [
+        K.PING, K.BACKOFF_WITH_CONTEXT, K.IDLE_DEFAULT, K.IDLE_QUERY, K.TIMING, None
+    ]  # fmt: skip
+    assert ServerTraits.from_probe(read) == ServerTraits(
+        answers_pings=True, complete_backoff_with_context="ignore", idle_timeout_s=30.0
+    )
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"answer": "maybe"},
+        {"answer": "pong", "pong_after_ms": "soon"},
+        {"answer": "pong", "when": 1},
+        [],
+    ],
+)
+def test_malformed_facts_are_refused(facts):
+    bad = {"findings": [{"point": "p", "observed": "o", "key": "ping", "facts": facts}]}
+    with pytest.raises(ValueError, match="malformed"):
+        ProbeReport.from_json(bad)
 
 
 @pytest.mark.parametrize(
@@ -161,7 +253,8 @@ def test_ping_support_is_always_checked_whatever_the_hint(answers):
 
 
 def test_silence_to_a_probe_ping_is_not_taken_for_a_refusal():
-    silent = Finding("ping answered", "no pong", "no answer", {"ping_supported": False})
+    silent = ping_finding_of(PingFacts("silence"))
+    assert (silent.observed, silent.evidence) == ("no pong", "no answer")
     assert ServerTraits.from_probe(report(silent)).answers_pings is None
 
 
