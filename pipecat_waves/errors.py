@@ -1,7 +1,7 @@
 """What a Waves error means for a Pipecat application, and what to change.
 
-Both services (the live socket's :class:`~pipecat_waves.tts.WavesTTSService`
-and the HTTP :class:`~pipecat_waves.http_tts.WavesHttpTTSService`) classify a
+Both services (the live socket's :class:`~pipecat_waves.service.websocket.WavesTTSService`
+and the HTTP :class:`~pipecat_waves.service.http.WavesHttpTTSService`) classify a
 refusal by Waves into one of Pipecat's ``ErrorCategory`` values here, and take
 the sentence that tells the user what to fix from here, so an unknown voice
 or a rejected key reads the same whichever transport met it.
@@ -13,7 +13,7 @@ from pipecat.utils.errors import ErrorCategory, classify_http_status_code
 
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
-from pipecat_waves.settings_check import known_models, unknown_model
+from pipecat_waves.service.settings_check import known_models, unknown_model
 
 __all__ = [
     "ERROR_CATEGORIES",
