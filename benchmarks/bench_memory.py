@@ -36,12 +36,12 @@ from pathlib import Path
 import websockets
 from loguru import logger
 
-from pipecat_waves.connection import live_url, open_socket
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.service.connection import live_url, open_socket
 
 KEY = "bench-memory-key"
 RATE = 8000

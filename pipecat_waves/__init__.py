@@ -23,26 +23,26 @@ __all__ = [
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from pipecat_waves.first_clause import FirstClause
-    from pipecat_waves.http_tts import WavesHttpTTSService
-    from pipecat_waves.language import language_to_waves_language
     from pipecat_waves.protocol.traits import ServerTraits
-    from pipecat_waves.tts import WavesTTSService, WavesTTSSettings
+    from pipecat_waves.service.first_clause import FirstClause
+    from pipecat_waves.service.http import WavesHttpTTSService
+    from pipecat_waves.service.language import language_to_waves_language
+    from pipecat_waves.service.websocket import WavesTTSService, WavesTTSSettings
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so the protocol core, the local server and the
     # command line do not pull in Pipecat (and its start-up banner) unless needed.
     if name in ("WavesTTSService", "WavesTTSSettings"):
-        from pipecat_waves import tts
+        from pipecat_waves.service import websocket
 
-        return getattr(tts, name)
+        return getattr(websocket, name)
     if name == "FirstClause":
-        from pipecat_waves.first_clause import FirstClause
+        from pipecat_waves.service.first_clause import FirstClause
 
         return FirstClause
     if name == "WavesHttpTTSService":
-        from pipecat_waves.http_tts import WavesHttpTTSService
+        from pipecat_waves.service.http import WavesHttpTTSService
 
         return WavesHttpTTSService
     if name == "ServerTraits":
@@ -50,7 +50,7 @@ def __getattr__(name: str) -> Any:
 
         return ServerTraits
     if name == "language_to_waves_language":
-        from pipecat_waves.language import language_to_waves_language
+        from pipecat_waves.service.language import language_to_waves_language
 
         return language_to_waves_language
     raise AttributeError(f"module 'pipecat_waves' has no attribute {name!r}")

@@ -31,7 +31,7 @@ def main() -> None:
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, _exit_now)
     try:
-        from pipecat_waves.cli import main as run
+        from pipecat_waves.cli.main import main as run
 
         code = run()
     except KeyboardInterrupt:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
-
-from loguru import logger as _logger
 
 #: What stands in for a key wherever one would have appeared.
 REDACTED = "***"
@@ -90,22 +87,6 @@ def scrub(text: str, *secrets: str | None) -> str:
         if form in text:
             text = text.replace(form, REDACTED)
     return _BEARER.sub(rf"\1 {REDACTED}", text)
-
-
-def _scrub_record(record: Any) -> None:
-    record["message"] = scrub(record["message"])
-    exception = record["exception"]
-    if exception is not None and exception.value is not None:
-        text = f"{exception.type.__name__}: {exception.value}"
-        clean = scrub(text)
-        if clean != text:
-            # The traceback would print the exception as is: keep only its scrubbed text.
-            record["exception"] = None
-            record["message"] += f" ({clean})"
-
-
-#: The package's logger: every message is scrubbed of known keys before any sink sees it.
-logger = _logger.patch(_scrub_record)
 
 
 def _forms(secret: str) -> set[str]:

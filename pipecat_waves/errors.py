@@ -4,8 +4,8 @@ The rules that tell one kind of refusal from another, and the words that say
 what to fix, live in :mod:`pipecat_waves.protocol.errors` (no Pipecat there,
 so the command line and the probe use them too). This module maps those
 kinds to Pipecat's ``ErrorCategory`` for both services (the live socket's
-:class:`~pipecat_waves.tts.WavesTTSService` and the HTTP
-:class:`~pipecat_waves.http_tts.WavesHttpTTSService`), so an unknown voice or
+:class:`~pipecat_waves.service.websocket.WavesTTSService` and the HTTP
+:class:`~pipecat_waves.service.http.WavesHttpTTSService`), so an unknown voice or
 a rejected key reads the same whichever transport met it.
 """
 
@@ -19,7 +19,7 @@ from pipecat.utils.errors import ErrorCategory, classify_http_status_code
 from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.errors import mentions_auth
-from pipecat_waves.settings_check import known_models, unknown_model
+from pipecat_waves.service.settings_check import known_models, unknown_model
 
 __all__ = [
     "KIND_CATEGORIES",

@@ -2,7 +2,7 @@
 
 The probe costs synthesis on a real account, so the command says up front
 how many characters it will send and waits for a yes (unless ``--yes``).
-Every failure is a :class:`~pipecat_waves.commands.CliError` naming the fix.
+Every failure is a :class:`~pipecat_waves.cli.commands.CliError` naming the fix.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pipecat_waves.commands import API_KEY_ENVS, CliError, Endpoint, check_reachable, open_endpoint
+from pipecat_waves.cli.commands import (
+    API_KEY_ENVS,
+    CliError,
+    Endpoint,
+    check_reachable,
+    open_endpoint,
+)
 from pipecat_waves.probe.findings import ProbeReport
 from pipecat_waves.probe.runner import ProbeConfig, probe_characters, run_probe
 from pipecat_waves.server.behaviour import ServerBehaviour

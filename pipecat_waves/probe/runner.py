@@ -19,7 +19,6 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
-from pipecat_waves.connection import WavesConnectError, live_url, open_socket
 from pipecat_waves.probe import findings as f
 from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol.constants import (
@@ -35,6 +34,7 @@ from pipecat_waves.protocol.requests import (
     build_one_shot,
     build_ping,
 )
+from pipecat_waves.service.connection import WavesConnectError, live_url, open_socket
 
 #: A voice that gives word timestamps on the live API.
 PROBE_VOICE = "avery"

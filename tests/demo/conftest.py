@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves.cli.commands import API_KEY_ENVS
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 

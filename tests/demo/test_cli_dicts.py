@@ -8,7 +8,7 @@ import re
 import aiohttp
 import pytest
 
-from pipecat_waves import cli
+from pipecat_waves.cli import main as cli
 from pipecat_waves.protocol.constants import SYNC_PATH
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 from pipecat_waves.server.tones import transcribe_tones, words_of

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pipecat_waves import cli
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves.cli import main as cli
+from pipecat_waves.cli.commands import API_KEY_ENVS
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 
 SECRET = "sk-local-secret-7f3a"
@@ -153,7 +153,7 @@ def test_voices_with_a_wrong_key_is_one_line(capsys, no_api_key):
 def test_console_entry_point_prints_one_error_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in API_KEY_ENVS}
     done = subprocess.run(
-        [sys.executable, "-m", "pipecat_waves.cli", "say", "hi", "--sample-rate", "12345"],
+        [sys.executable, "-m", "pipecat_waves.cli.main", "say", "hi", "--sample-rate", "12345"],
         env=env,
         capture_output=True,
         text=True,

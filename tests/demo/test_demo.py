@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from pipecat_waves import demo
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves.cli import demo
+from pipecat_waves.cli.commands import API_KEY_ENVS
 from tests.support.transcribe import transcribe, word_recall
 
 
@@ -73,12 +73,12 @@ def _table(stdout: str) -> list[Row]:
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """One run of ``python -m pipecat_waves.demo`` with no API key, as a user would."""
+    """One run of ``python -m pipecat_waves.cli.demo`` with no API key, as a user would."""
     pytest.importorskip("piper.voice", reason="needs the voice extra")
     out = tmp_path_factory.mktemp("demo") / "demo.wav"
     env = {k: v for k, v in os.environ.items() if k not in API_KEY_ENVS}
     done = subprocess.run(
-        [sys.executable, "-m", "pipecat_waves.demo", "-o", str(out)],
+        [sys.executable, "-m", "pipecat_waves.cli.demo", "-o", str(out)],
         env=env,
         capture_output=True,
         text=True,

@@ -25,8 +25,9 @@ import aiohttp
 import pytest
 from loguru import logger
 
-from pipecat_waves import __version__, cli
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves import __version__
+from pipecat_waves.cli import main as cli
+from pipecat_waves.cli.commands import API_KEY_ENVS
 from pipecat_waves.protocol.constants import LIVE_PATH
 from pipecat_waves.server import LocalWavesServer, ToneBackend
 from tests.server.conftest import wait_until

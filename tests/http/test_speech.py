@@ -19,10 +19,10 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.tests.utils import run_test
 
 from pipecat_waves import WavesHttpTTSService
-from pipecat_waves.resample import QUALITY
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
 from pipecat_waves.server.tones import transcribe_tones, words_of
+from pipecat_waves.service.resample import QUALITY
 from tests.http.helpers import make_http_service, sse_texts
 from tests.service.helpers import API_KEY, errors, llm_turn, run
 

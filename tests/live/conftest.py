@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves.cli.commands import API_KEY_ENVS
 
 
 def live_key() -> str | None:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipecat_waves import ServerTraits, cli
-from pipecat_waves.commands import CliError
+from pipecat_waves import ServerTraits
+from pipecat_waves.cli import main as cli
+from pipecat_waves.cli.commands import CliError
 from pipecat_waves.probe import ProbeReport, probe_characters
 from pipecat_waves.probe.command import behaviour_from_file, run_probe_command
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour, ToneBackend

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipecat_waves.http_tts import sse_url
 from pipecat_waves.protocol import http as hp
 from pipecat_waves.protocol.constants import MAX_HTTP_TEXT_CHARS
+from pipecat_waves.service.http import sse_url
 
 
 def _audio_event(pcm: bytes) -> bytes:

@@ -11,8 +11,8 @@ import sys
 import aiohttp
 import pytest
 
-from pipecat_waves import cli
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves.cli import main as cli
+from pipecat_waves.cli.commands import API_KEY_ENVS
 from pipecat_waves.protocol.constants import LIVE_PATH
 
 SECRET = "cli-secret-key-123"
@@ -45,7 +45,7 @@ async def _run_server(args: list[str], env: dict[str, str]):
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
-        "import sys; from pipecat_waves.cli import main; sys.exit(main(sys.argv[1:]))",
+        "import sys; from pipecat_waves.cli.main import main; sys.exit(main(sys.argv[1:]))",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,

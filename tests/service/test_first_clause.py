@@ -8,7 +8,7 @@ from pipecat.services.tts_service import TextAggregationMode
 from pipecat.tests.utils import run_test
 
 from pipecat_waves import WavesTTSService
-from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
+from pipecat_waves.service.first_clause import FirstClause, FirstClauseAggregator
 from tests.service.helpers import API_KEY, heard, llm_turn, make_service, run
 from tests.service.test_streaming import carried, tone_server
 

@@ -11,9 +11,9 @@ from pipecat.frames.frames import InterruptionFrame
 from pipecat.tests.utils import SleepFrame
 
 import pipecat_waves
-from pipecat_waves.connection import LiveSocket, LiveSocketHandlers, live_url, open_socket
 from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.service.connection import LiveSocket, LiveSocketHandlers, live_url, open_socket
 from tests.service.helpers import API_KEY, heard, llm_turn, make_service, run
 
 PACKAGE = Path(pipecat_waves.__file__).parent
@@ -119,7 +119,7 @@ async def test_abort_cancels_the_sender_and_both_tasks_end():
 
 
 def test_lane_is_gone_and_live_socket_has_one_meaning():
-    import pipecat_waves.connection as connection
+    import pipecat_waves.service.connection as connection
 
     assert not hasattr(connection, "Lane")
     assert inspect.isclass(connection.LiveSocket)

@@ -12,9 +12,9 @@ from pipecat.pipeline.worker import PipelineParams
 from pipecat.tests.utils import run_test
 
 from pipecat_waves import WavesTTSService
-from pipecat_waves.resample import QUALITY, StreamResampler, wire_rate_for
 from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.service.resample import QUALITY, StreamResampler, wire_rate_for
 from tests.service.helpers import API_KEY, errors
 
 

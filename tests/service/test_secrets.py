@@ -9,13 +9,14 @@ import pytest
 from aiohttp import web
 from loguru import logger
 
-from pipecat_waves import WavesTTSService, cli
-from pipecat_waves.connection import WavesConnectError, open_socket
+from pipecat_waves import WavesTTSService
+from pipecat_waves.cli import main as cli
 from pipecat_waves.credentials import ApiKeyError, clean_api_key, scrub
-from pipecat_waves.credentials import logger as package_logger
+from pipecat_waves.log import logger as package_logger
 from pipecat_waves.protocol.constants import LIVE_PATH
 from pipecat_waves.server import LocalWavesServer
 from pipecat_waves.server.backends import ToneBackend
+from pipecat_waves.service.connection import WavesConnectError, open_socket
 from tests.service.helpers import API_KEY, heard, llm_turn, make_service, run
 
 #: Keys as they arrive from a careless copy-paste: each is unusable as given.

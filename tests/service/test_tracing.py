@@ -208,7 +208,7 @@ async def test_without_opentelemetry_tracing_is_quietly_off(
     exporter: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
 ):
     # As if the `tracing` extra were not installed, while the pipeline asks for tracing.
-    monkeypatch.setattr("pipecat_waves.tracing.trace", None)
+    monkeypatch.setattr("pipecat_waves.service.tracing.trace", None)
     async with LocalWavesServer(api_key=API_KEY, backend=ToneBackend()) as server:
         service = make_service(server)
         c = Conversation()

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pipecat.utils.text.base_text_aggregator import TextType
 
-from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator, early_cut
+from pipecat_waves.service.first_clause import FirstClause, FirstClauseAggregator, early_cut
 
 #: The edit loop's tier: ``python -m pytest -m quick`` (see pyproject.toml).
 pytestmark = pytest.mark.quick

@@ -20,7 +20,8 @@ from urllib.parse import urlencode, urlsplit
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from pipecat_waves.credentials import REDACTED, check_transport, is_loopback_host, logger, scrub
+from pipecat_waves.credentials import REDACTED, check_transport, is_loopback_host, scrub
+from pipecat_waves.log import logger
 from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol.constants import LIVE_PATH, MAX_IDLE_TIMEOUT_S
 

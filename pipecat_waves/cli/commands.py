@@ -87,7 +87,7 @@ class Endpoint:
     @property
     def on_this_machine(self) -> bool:
         """A server on this machine: the embedded one or a ``pipecat-waves serve``."""
-        from pipecat_waves.connection import is_loopback_host
+        from pipecat_waves.service.connection import is_loopback_host
 
         return self.local or is_loopback_host(urlsplit(self.ws_base).hostname)
 
@@ -382,7 +382,7 @@ def _unreachable_error(endpoint: Endpoint, url: str, reason: str) -> CliError:
 
 async def _connect(endpoint: Endpoint) -> Any:
     """Open the live socket, turning every failure into a :class:`CliError`."""
-    from pipecat_waves.connection import WavesConnectError, live_url, open_socket
+    from pipecat_waves.service.connection import WavesConnectError, live_url, open_socket
 
     try:
         url = live_url(endpoint.ws_base, None)

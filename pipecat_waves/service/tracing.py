@@ -46,7 +46,8 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSet
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.tracing.service_attributes import add_tts_span_attributes
 
-from pipecat_waves.credentials import logger, scrub
+from pipecat_waves.credentials import scrub
+from pipecat_waves.log import logger
 
 try:
     from opentelemetry import trace

@@ -31,7 +31,7 @@ from typing import Any
 from pipecat.services.tts_service import TTSService
 from pipecat.utils.text.base_text_aggregator import BaseTextAggregator
 
-from pipecat_waves.credentials import logger
+from pipecat_waves.log import logger
 
 __all__ = [
     "AUDIO_OUTCOME_HOOK",

@@ -26,20 +26,11 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.text.base_text_aggregator import TextType
 from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
 
-from pipecat_waves.connection import (
-    LiveSocket,
-    LiveSocketHandlers,
-    WavesConnectError,
-    live_url,
-    open_socket,
-)
-from pipecat_waves.credentials import clean_api_key, logger, scrub
+from pipecat_waves.credentials import clean_api_key, scrub
 from pipecat_waves.errors import category_of as _category
 from pipecat_waves.errors import fix_for as _fix_for
 from pipecat_waves.errors import refused_model as _refused_model
-from pipecat_waves.first_clause import FirstClause, FirstClauseAggregator
-from pipecat_waves.language import language_to_waves_language
-from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
+from pipecat_waves.log import logger
 from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import reconnect as rc
 from pipecat_waves.protocol import responses as rs
@@ -47,9 +38,19 @@ from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.protocol.traits import ServerTraits
-from pipecat_waves.resample import StreamResampler, wire_rate_for
-from pipecat_waves.settings_check import known_models, settings_problem, unknown_model
-from pipecat_waves.tracing import traced_replies
+from pipecat_waves.service.connection import (
+    LiveSocket,
+    LiveSocketHandlers,
+    WavesConnectError,
+    live_url,
+    open_socket,
+)
+from pipecat_waves.service.first_clause import FirstClause, FirstClauseAggregator
+from pipecat_waves.service.language import language_to_waves_language
+from pipecat_waves.service.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
+from pipecat_waves.service.resample import StreamResampler, wire_rate_for
+from pipecat_waves.service.settings_check import known_models, settings_problem, unknown_model
+from pipecat_waves.service.tracing import traced_replies
 
 __all__ = ["WavesTTSService", "WavesTTSSettings"]
 
@@ -212,7 +213,7 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
                 turn in pieces (its first clause as soon as it is complete,
                 then more before that audio runs out) instead of waiting for
                 the LLM to finish it; the thresholds are
-                :class:`~pipecat_waves.first_clause.FirstClause`'s. None sends
+                :class:`~pipecat_waves.service.first_clause.FirstClause`'s. None sends
                 whole sentences only.
             word_timestamps: Ask for word timings and emit word-level
                 ``TTSTextFrame``s in step with the audio. Voices without timings

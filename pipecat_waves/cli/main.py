@@ -24,17 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from pipecat_waves import __version__
-from pipecat_waves.commands import (
+from pipecat_waves.cli.commands import (
     API_KEY_ENVS,
     CliError,
     api_key_from,
     command_logs,
     output_format,
 )
+from pipecat_waves.cli.demo_options import add_arguments as add_demo_arguments
+from pipecat_waves.cli.demo_options import add_verbosity
+from pipecat_waves.cli.interrupt import EXIT_INTERRUPTED, Stopped, run_interruptible
 from pipecat_waves.credentials import scrub
-from pipecat_waves.demo_options import add_arguments as add_demo_arguments
-from pipecat_waves.demo_options import add_verbosity
-from pipecat_waves.interrupt import EXIT_INTERRUPTED, Stopped, run_interruptible
 from pipecat_waves.protocol.constants import (
     DEFAULT_MODEL,
     DOCUMENTED_COMPLETE_BACKOFF_MS,
@@ -164,7 +164,7 @@ def _add_voices(commands: Any) -> None:
 
 
 def _add_dicts(commands: Any) -> None:
-    from pipecat_waves.dict_commands import FILE_FORMAT
+    from pipecat_waves.cli.dicts import FILE_FORMAT
 
     dicts = commands.add_parser(
         "dicts",
@@ -200,7 +200,7 @@ def _add_dicts(commands: Any) -> None:
 
 
 def _run_dicts(args: argparse.Namespace) -> int:
-    from pipecat_waves.dict_commands import run_dicts
+    from pipecat_waves.cli.dicts import run_dicts
 
     return _report(
         lambda: run_dicts(
@@ -256,7 +256,7 @@ def _run_probe(args: argparse.Namespace) -> int:
 
 
 def _run_say(args: argparse.Namespace) -> int:
-    from pipecat_waves.commands import Progress, SayRequest, run_say
+    from pipecat_waves.cli.commands import Progress, SayRequest, run_say
 
     request = SayRequest(
         text=args.text,
@@ -280,7 +280,7 @@ def _run_say(args: argparse.Namespace) -> int:
 
 
 def _run_voices(args: argparse.Namespace) -> int:
-    from pipecat_waves.commands import run_voices
+    from pipecat_waves.cli.commands import run_voices
 
     return _report(
         lambda: run_voices(api_key=api_key_from(args.api_key), base_url=args.base_url),
@@ -365,7 +365,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         return _fail(str(e))
     # Silenced before Pipecat is imported, so its start-up banner stays quiet too.
     with command_logs(args.verbose):
-        from pipecat_waves.demo import run as run_demo
+        from pipecat_waves.cli.demo import run as run_demo
     return run_demo(args)
 
 

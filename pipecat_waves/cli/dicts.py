@@ -4,7 +4,7 @@ Dictionaries are kept by a server (Waves, or a ``pipecat-waves serve``), so
 unlike ``say`` these commands never start the embedded server: they need an
 API key for Waves or a ``--base-url``. Create and update read a plain text
 file of word/pronunciation pairs (see :data:`FILE_FORMAT`). Every failure is a
-:class:`~pipecat_waves.commands.CliError` of one line; the key is never shown.
+:class:`~pipecat_waves.cli.commands.CliError` of one line; the key is never shown.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipecat_waves.commands import (
+from pipecat_waves.cli.commands import (
     API_KEY_ENVS,
     OPEN_TIMEOUT_S,
     RECEIVE_TIMEOUT_S,

@@ -1,6 +1,6 @@
 """A short spoken conversation through ``WavesTTSService``, written to a WAV file.
 
-Run it with ``pipecat-waves demo`` (or ``python -m pipecat_waves.demo``). A
+Run it with ``pipecat-waves demo`` (or ``python -m pipecat_waves.cli.demo``). A
 scripted LLM streams four replies token by token, with an LLM's timing, into a
 Pipecat pipeline holding :class:`~pipecat_waves.WavesTTSService`; a speaker
 stand-in plays the audio at real pace and records it. In the third turn the
@@ -45,7 +45,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.utils.errors import ErrorCategory
 from pipecat.workers.runner import WorkerRunner
 
-from pipecat_waves.commands import (
+from pipecat_waves.cli.commands import (
     CliError,
     Endpoint,
     SayRequest,
@@ -56,10 +56,10 @@ from pipecat_waves.commands import (
     synthesize,
     write_audio,
 )
-from pipecat_waves.demo_options import add_arguments
-from pipecat_waves.interrupt import EXIT_INTERRUPTED, run_interruptible
+from pipecat_waves.cli.demo_options import add_arguments
+from pipecat_waves.cli.interrupt import EXIT_INTERRUPTED, run_interruptible
 from pipecat_waves.protocol import errors as pe
-from pipecat_waves.tts import WavesTTSService
+from pipecat_waves.service.websocket import WavesTTSService
 
 #: Output rate of the demo (and of the WAV file).
 SAMPLE_RATE = 24000

@@ -17,20 +17,21 @@ from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.types import is_given
 
-from pipecat_waves.connection import _key_refused
-from pipecat_waves.credentials import check_transport, clean_api_key, logger, scrub
+from pipecat_waves.credentials import check_transport, clean_api_key, scrub
 from pipecat_waves.errors import category_of, fix_for, http_category, refused_model
-from pipecat_waves.language import language_to_waves_language
-from pipecat_waves.pipecat_adapter import ReportedFailuresAdapter
+from pipecat_waves.log import logger
 from pipecat_waves.protocol import constants as c
 from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import http as hp
 from pipecat_waves.protocol.audio import PcmAligner
 from pipecat_waves.protocol.responses import ServerError
-from pipecat_waves.resample import StreamResampler, wire_rate_for
-from pipecat_waves.settings_check import known_models, settings_problem, unknown_model
-from pipecat_waves.tracing import traced_replies
-from pipecat_waves.tts import WavesTTSSettings, initial_settings
+from pipecat_waves.service.connection import _key_refused
+from pipecat_waves.service.language import language_to_waves_language
+from pipecat_waves.service.pipecat_adapter import ReportedFailuresAdapter
+from pipecat_waves.service.resample import StreamResampler, wire_rate_for
+from pipecat_waves.service.settings_check import known_models, settings_problem, unknown_model
+from pipecat_waves.service.tracing import traced_replies
+from pipecat_waves.service.websocket import WavesTTSSettings, initial_settings
 
 __all__ = ["WavesHttpTTSService", "sse_url"]
 
@@ -105,7 +106,7 @@ class WavesHttpTTSService(ReportedFailuresAdapter, TTSService):
     connection) serves every request. Take it when the whole text is known up
     front, where WebSockets are blocked, as a failover backup that shares
     nothing with the live socket, or inside ``pipecat.evals.tts.CachingTTSService``.
-    For an LLM's streamed replies :class:`~pipecat_waves.tts.WavesTTSService`
+    For an LLM's streamed replies :class:`~pipecat_waves.service.websocket.WavesTTSService`
     starts speaking sooner.
 
     An ``InterruptionFrame`` closes the response under way at once; nothing of
@@ -154,7 +155,7 @@ class WavesHttpTTSService(ReportedFailuresAdapter, TTSService):
                 44100 Hz; any other rate is asked for at the nearest offered
                 rate above it (else 44100) and resampled as it streams.
             settings: Voice, model, language, speed and the rest (the same
-                settings as :class:`~pipecat_waves.tts.WavesTTSService`).
+                settings as :class:`~pipecat_waves.service.websocket.WavesTTSService`).
                 ``content_filter`` is not documented for HTTP and not sent.
             aiohttp_session: A session to make the requests with (not closed
                 by the service). None: the service opens its own in ``setup``
