@@ -219,7 +219,10 @@ def command_logs(verbosity: int, *, default_level: str | None = None) -> Iterato
         yield
     finally:
         logger.remove(sink)
-        logger.add(sys.stderr)  # loguru's own default, for whoever runs next in-process
+        # loguru's own default, for whoever runs next in-process: the process's
+        # stderr, not the one of the moment (a caller may have swapped it, and
+        # may close it later).
+        logger.add(sys.__stderr__ or sys.stderr)
 
 
 #: Output formats, by file extension: WAV, or bare PCM16 little-endian mono.
