@@ -72,6 +72,8 @@ class ConnectionsMixin(_ServiceBase):
 
         async def _report_unreachable(self, verdict: rc.Unusable) -> None: ...
 
+    # --------------------------------------------------------------- opening
+
     def _open_lane(self, reason: str) -> None:
         if not self._running or self._policy.gave_up:
             return
@@ -174,6 +176,8 @@ class ConnectionsMixin(_ServiceBase):
         )
         return lane_id
 
+    # --------------------------------------------------- messages and closes
+
     async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
         await self._on_policy(self._policy.answered(lane_id, time.monotonic()))
         try:
@@ -219,6 +223,8 @@ class ConnectionsMixin(_ServiceBase):
         )
         self._wake_timer()
 
+    # ------------------------------------------------- the policy's verdicts
+
     async def _on_policy(
         self,
         actions: list[rc.Action],
@@ -240,6 +246,8 @@ class ConnectionsMixin(_ServiceBase):
                 message, category = give_up or (self._last_failure, ErrorCategory.CONNECTIVITY)
                 self._running = False
                 await self.push_error(message, category=category, force_treat_as_permanent=True)
+
+    # ----------------------------------------------------------------- timer
 
     def _next_deadline(self, now: float) -> float:
         due = self._session.next_deadline(now)
