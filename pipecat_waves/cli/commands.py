@@ -1,9 +1,10 @@
-"""``pipecat-waves say`` and ``pipecat-waves voices``, and what they share with the demo.
+"""``pipecat-waves say``, and what the commands share (endpoint, logs, errors).
 
-Both commands talk to the real Waves API when an API key is at hand
-(``--api-key``, ``WAVES_API_KEY`` or ``SMALLEST_API_KEY``) and otherwise start
-the embedded :class:`~pipecat_waves.server.LocalWavesServer` on 127.0.0.1, so
-they work offline on a fresh install.
+``say`` and ``voices`` (:mod:`pipecat_waves.cli.voices`) talk to the real
+Waves API when an API key is at hand (``--api-key``, ``WAVES_API_KEY`` or
+``SMALLEST_API_KEY``) and otherwise start the embedded
+:class:`~pipecat_waves.server.LocalWavesServer` on 127.0.0.1, so they work
+offline on a fresh install.
 
 Every failure is a :class:`CliError` whose message is one line naming the fix;
 the command line prints it and exits non-zero. The API key is never printed.
@@ -26,7 +27,7 @@ from urllib.parse import urlsplit
 
 from loguru import logger
 
-from pipecat_waves.credentials import ApiKeyError, check_transport, clean_api_key, scrub
+from pipecat_waves.credentials import ApiKeyError, check_transport, clean_api_key
 from pipecat_waves.protocol import constants as c
 from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import responses as rs
@@ -220,7 +221,10 @@ def command_logs(verbosity: int, *, default_level: str | None = None) -> Iterato
         yield
     finally:
         logger.remove(sink)
-        logger.add(sys.stderr)  # loguru's own default, for whoever runs next in-process
+        # loguru's own default, for whoever runs next in-process: the process's
+        # stderr, not the one of the moment (a caller may have swapped it, and
+        # may close it later).
+        logger.add(sys.__stderr__ or sys.stderr)
 
 
 #: Output formats, by file extension: WAV, or bare PCM16 little-endian mono.
@@ -342,11 +346,11 @@ def _server_error(error: rs.ServerError, request: SayRequest, endpoint: Endpoint
     if pe.names(error, pe.Subject.VOICE):
         return CliError(pe.cli_unknown_voice(request.voice))
     if pe.kind_of(error) is pe.ErrorKind.AUTH:
-        return _bad_key_error(401, endpoint)
-    return CliError(f"{_server_name(endpoint)} refused the request: {error.message}")
+        return bad_key_error(401, endpoint)
+    return CliError(f"{server_name(endpoint)} refused the request: {error.message}")
 
 
-def _server_name(endpoint: Endpoint) -> str:
+def server_name(endpoint: Endpoint) -> str:
     """Who answered, in a sentence: Smallest.ai, or the server at the URL."""
     if endpoint.is_smallest:
         return "Smallest.ai Waves"
@@ -355,27 +359,27 @@ def _server_name(endpoint: Endpoint) -> str:
     return f"the Waves server at {endpoint.ws_base}"
 
 
-def _bad_key_error(status: int, endpoint: Endpoint) -> CliError:
+def bad_key_error(status: int, endpoint: Endpoint) -> CliError:
     """A refused key, with the fix that fits the server and whether a key was sent."""
     return CliError(
         pe.cli_key_refused(
             status,
             key_given=endpoint.api_key is not None,
             smallest=endpoint.is_smallest,
-            server_name=_server_name(endpoint),
+            server_name=server_name(endpoint),
             envs=API_KEY_ENVS,
         )
     )
 
 
-def _unreachable_error(endpoint: Endpoint, url: str, reason: str) -> CliError:
+def unreachable_error(endpoint: Endpoint, url: str, reason: str) -> CliError:
     if endpoint.on_this_machine and not endpoint.local:
         fix = "start it with 'pipecat-waves serve', or fix --base-url"
     elif endpoint.base_url_given:
         fix = "check the network and --base-url"
     else:
         fix = "check the network"
-    name = _server_name(endpoint)
+    name = server_name(endpoint)
     where = name if endpoint.ws_base in name else f"{name} at {url}"
     return CliError(f"cannot reach {where} ({reason}); {fix}")
 
@@ -399,15 +403,15 @@ async def _connect(endpoint: Endpoint) -> Any:
     except WavesConnectError as e:
         status = e.status
         if e.auth_rejected and status is not None:
-            raise _bad_key_error(status, endpoint) from None
+            raise bad_key_error(status, endpoint) from None
         if e.refused:
-            raise CliError(pe.cli_rate_limited(_server_name(endpoint))) from None
+            raise CliError(pe.cli_rate_limited(server_name(endpoint))) from None
         if status is not None:
             raise CliError(
-                f"{_server_name(endpoint)} answered HTTP {status} to the WebSocket upgrade; "
+                f"{server_name(endpoint)} answered HTTP {status} to the WebSocket upgrade; "
                 "check --base-url"
             ) from None
-        raise _unreachable_error(endpoint, origin, e.detail or str(e)) from None
+        raise unreachable_error(endpoint, origin, e.detail or str(e)) from None
 
 
 async def check_reachable(endpoint: Endpoint) -> None:
@@ -432,14 +436,14 @@ async def _speak_piece(
             raw = await asyncio.wait_for(ws.recv(), RECEIVE_TIMEOUT_S)
         except TimeoutError:
             raise CliError(
-                f"{_server_name(endpoint)} sent nothing for {RECEIVE_TIMEOUT_S:.0f} s; "
+                f"{server_name(endpoint)} sent nothing for {RECEIVE_TIMEOUT_S:.0f} s; "
                 "try again, or check the service status"
             ) from None
         try:
             event = rs.parse_message(raw)
         except rs.ResponseError as e:
             raise CliError(
-                f"{_server_name(endpoint)} sent a malformed message ({e}); try again"
+                f"{server_name(endpoint)} sent a malformed message ({e}); try again"
             ) from None
         if isinstance(event, rs.AudioChunk):
             audio += aligner.feed(event.audio)
@@ -490,7 +494,7 @@ async def synthesize(
                     pcm += await _speak_piece(ws, piece, params, request, on_audio, endpoint)
                 except ConnectionClosed as e:
                     raise CliError(
-                        f"{_server_name(endpoint)} closed the connection "
+                        f"{server_name(endpoint)} closed the connection "
                         f"({e.rcvd or 'no reason'}); try again"
                     ) from None
     finally:
@@ -546,123 +550,11 @@ async def run_say(
                 progress.clear()
         where = endpoint.describe()
     if not pcm:
-        raise CliError(f"{_server_name(endpoint)} returned no audio for this text; try other text")
+        raise CliError(f"{server_name(endpoint)} returned no audio for this text; try other text")
     write_audio(request.output, pcm, request.sample_rate)
     seconds = duration_s(len(pcm), request.sample_rate)
     note = " (no WAVES_API_KEY set: offline voice)" if endpoint.local else ""
     return (
         f"wrote {request.output}: {seconds:.1f} s of {request.sample_rate} Hz audio, "
         f"voice {request.voice}, from {where}{note}"
-    )
-
-
-# ----------------------------------------------------------------- voices
-
-
-@dataclass(frozen=True)
-class VoiceInfo:
-    """One voice of the catalogue, flattened for display."""
-
-    voice_id: str
-    name: str
-    languages: str
-    gender: str
-    accent: str
-
-
-def parse_voices(body: Any) -> list[VoiceInfo]:
-    """Read a ``get_voices`` response, tolerating missing tags.
-
-    Raises:
-        CliError: The body is not the documented shape.
-    """
-    entries = body.get("voices") if isinstance(body, dict) else body
-    if not isinstance(entries, list):
-        raise CliError("the Waves server sent an unexpected voice list; try again later")
-    voices = []
-    for entry in entries:
-        if not isinstance(entry, dict) or not isinstance(entry.get("voiceId"), str):
-            continue
-        raw_tags = entry.get("tags")
-        tags: dict[str, Any] = raw_tags if isinstance(raw_tags, dict) else {}
-        language = tags.get("language", [])
-        languages = ", ".join(map(str, language)) if isinstance(language, list) else str(language)
-        voices.append(
-            VoiceInfo(
-                voice_id=entry["voiceId"],
-                name=str(entry.get("displayName") or entry["voiceId"]),
-                languages=languages or "-",
-                gender=str(tags.get("gender") or "-"),
-                accent=str(tags.get("accent") or "-"),
-            )
-        )
-    return voices
-
-
-async def fetch_voices(endpoint: Endpoint) -> list[VoiceInfo]:
-    """``GET /waves/v1/lightning-v3.1/get_voices``.
-
-    Raises:
-        CliError: The server is unreachable or refuses the key.
-    """
-    import aiohttp
-
-    url = endpoint.http_base + c.VOICES_PATH
-    timeout = aiohttp.ClientTimeout(total=RECEIVE_TIMEOUT_S, connect=OPEN_TIMEOUT_S)
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as http,
-            # No redirects: they would carry the key wherever Location points.
-            http.get(url, headers=endpoint.auth_headers(), allow_redirects=False) as response,
-        ):
-            if pe.status_kind(response.status) is pe.ErrorKind.AUTH:
-                raise _bad_key_error(response.status, endpoint)
-            if response.status != 200:
-                raise CliError(
-                    f"{_server_name(endpoint)} answered HTTP {response.status} "
-                    "to the voice list; check --base-url"
-                )
-            body = await response.json(content_type=None)
-    except TimeoutError:
-        raise _unreachable_error(endpoint, endpoint.http_base, "timed out") from None
-    except aiohttp.ClientConnectionError as e:
-        reason = scrub(str(e) or type(e).__name__, endpoint.api_key)
-        raise _unreachable_error(endpoint, endpoint.http_base, reason) from None
-    except (aiohttp.ContentTypeError, json.JSONDecodeError):
-        raise CliError(
-            f"{_server_name(endpoint)} sent a voice list that is not JSON; check --base-url"
-        ) from None
-    return parse_voices(body)
-
-
-def format_voices(voices: list[VoiceInfo]) -> str:
-    """A table a person can scan: id, name, language, gender, accent."""
-    header = ("id", "name", "language", "gender", "accent")
-    rows = [header] + [(v.voice_id, v.name, v.languages, v.gender, v.accent) for v in voices]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
-    return "\n".join(line.rstrip() for line in lines)
-
-
-async def run_voices(*, api_key: str | None, base_url: str | None) -> str:
-    """List the voices as a table, with a closing hint on how to use one.
-
-    Raises:
-        CliError: The voice list cannot be fetched.
-    """
-    # The voice list needs no speech, so the embedded server uses the tone backend.
-    async with open_endpoint(api_key, base_url, backend="tone") as endpoint:
-        voices = await fetch_voices(endpoint)
-        where = endpoint.describe()
-    if not voices:
-        fix = (
-            "check the account in the Smallest.ai console"
-            if endpoint.is_smallest
-            else ("check the server's voice catalogue")
-        )
-        raise CliError(f"{where} lists no voices; {fix}")
-    note = " (no WAVES_API_KEY set: local catalogue)" if endpoint.local else ""
-    return (
-        f"{format_voices(voices)}\n\n{len(voices)} voices from {where}{note}. "
-        f'Use one with: pipecat-waves say "Hello" --voice {voices[0].voice_id}'
     )

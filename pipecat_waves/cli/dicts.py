@@ -20,10 +20,10 @@ from pipecat_waves.cli.commands import (
     RECEIVE_TIMEOUT_S,
     CliError,
     Endpoint,
-    _bad_key_error,
-    _server_name,
-    _unreachable_error,
+    bad_key_error,
     open_endpoint,
+    server_name,
+    unreachable_error,
 )
 from pipecat_waves.credentials import scrub
 from pipecat_waves.protocol import errors as pe
@@ -135,7 +135,7 @@ async def _call(
 
     url = endpoint.http_base + PRONUNCIATION_DICTS_PATH
     timeout = aiohttp.ClientTimeout(total=RECEIVE_TIMEOUT_S, connect=OPEN_TIMEOUT_S)
-    name = _server_name(endpoint)
+    name = server_name(endpoint)
     try:
         async with (
             aiohttp.ClientSession(timeout=timeout) as http,
@@ -150,12 +150,12 @@ async def _call(
             except (json.JSONDecodeError, aiohttp.ContentTypeError, UnicodeDecodeError):
                 answer = None
     except TimeoutError:
-        raise _unreachable_error(endpoint, endpoint.http_base, "timed out") from None
+        raise unreachable_error(endpoint, endpoint.http_base, "timed out") from None
     except aiohttp.ClientConnectionError as e:
         reason = scrub(str(e) or type(e).__name__, endpoint.api_key)
-        raise _unreachable_error(endpoint, endpoint.http_base, reason) from None
+        raise unreachable_error(endpoint, endpoint.http_base, reason) from None
     if pe.status_kind(status) is pe.ErrorKind.AUTH:
-        raise _bad_key_error(status, endpoint)
+        raise bad_key_error(status, endpoint)
     if status == 404 and isinstance(body, dict) and "id" in body:
         raise CliError(
             f"{name} has no pronunciation dictionary {body['id']!r} for this key; "

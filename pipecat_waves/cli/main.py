@@ -280,7 +280,7 @@ def _run_say(args: argparse.Namespace) -> int:
 
 
 def _run_voices(args: argparse.Namespace) -> int:
-    from pipecat_waves.cli.commands import run_voices
+    from pipecat_waves.cli.voices import run_voices
 
     return _report(
         lambda: run_voices(api_key=api_key_from(args.api_key), base_url=args.base_url),

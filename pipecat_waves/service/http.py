@@ -29,9 +29,9 @@ from pipecat_waves.service.connection import _key_refused
 from pipecat_waves.service.language import language_to_waves_language
 from pipecat_waves.service.pipecat_adapter import ReportedFailuresAdapter
 from pipecat_waves.service.resample import StreamResampler, wire_rate_for
+from pipecat_waves.service.settings import WavesTTSSettings, initial_settings
 from pipecat_waves.service.settings_check import known_models, settings_problem, unknown_model
 from pipecat_waves.service.tracing import traced_replies
-from pipecat_waves.service.websocket import WavesTTSSettings, initial_settings
 
 __all__ = ["WavesHttpTTSService", "sse_url"]
 

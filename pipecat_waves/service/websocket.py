@@ -1,4 +1,12 @@
-"""Pipecat text-to-speech service for Smallest.ai's Waves live API."""
+"""Pipecat text-to-speech service for Smallest.ai's Waves live API.
+
+:class:`WavesTTSService` is built, started and stopped here, takes the text
+and the barge-ins here, and hands both to its sans-I/O session
+(:mod:`pipecat_waves.protocol.session`). What it does with its sockets is in
+:mod:`~pipecat_waves.service.connections`, how it carries out the session's
+outputs in :mod:`~pipecat_waves.service.outputs`, and how it reports failures
+in :mod:`~pipecat_waves.service.failures`: mixins of this one class.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +14,6 @@ import asyncio
 import copy
 import itertools
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from pipecat.frames.frames import (
@@ -16,7 +23,6 @@ from pipecat.frames.frames import (
     Frame,
     InterruptionFrame,
     StartFrame,
-    TTSAudioRawFrame,
 )
 from pipecat.processors.frame_processor import FrameDirection, FrameProcessorSetup
 from pipecat.services.settings import TTSSettings
@@ -24,31 +30,24 @@ from pipecat.services.tts_service import TextAggregationMode, TTSService
 from pipecat.transcriptions.language import Language
 from pipecat.utils.errors import ErrorCategory
 from pipecat.utils.text.base_text_aggregator import TextType
-from pipecat.utils.types import NOT_GIVEN, NotGiven, is_given
+from pipecat.utils.types import is_given
 
 from pipecat_waves.credentials import clean_api_key, scrub
-from pipecat_waves.errors import category_of as _category
-from pipecat_waves.errors import fix_for as _fix_for
-from pipecat_waves.errors import refused_model as _refused_model
 from pipecat_waves.log import logger
-from pipecat_waves.protocol import errors as pe
 from pipecat_waves.protocol import reconnect as rc
-from pipecat_waves.protocol import responses as rs
 from pipecat_waves.protocol import session as sn
 from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.protocol.traits import ServerTraits
-from pipecat_waves.service.connection import (
-    LiveSocket,
-    LiveSocketHandlers,
-    WavesConnectError,
-    live_url,
-    open_socket,
-)
+from pipecat_waves.service.connection import LiveSocket, live_url
+from pipecat_waves.service.connections import ConnectionsMixin
+from pipecat_waves.service.failures import FailureReportsMixin
 from pipecat_waves.service.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.service.language import language_to_waves_language
+from pipecat_waves.service.outputs import SessionOutputsMixin
 from pipecat_waves.service.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
 from pipecat_waves.service.resample import StreamResampler, wire_rate_for
+from pipecat_waves.service.settings import WavesTTSSettings, initial_settings
 from pipecat_waves.service.settings_check import known_models, settings_problem, unknown_model
 from pipecat_waves.service.tracing import traced_replies
 
@@ -63,12 +62,6 @@ TOKEN_MODE_BUFFER_DELAY_MS = 500
 #: The first clause of every turn goes out early, by these thresholds.
 FIRST_CLAUSE = FirstClause()
 
-#: Longest the session timer sleeps, and how late after a deadline it wakes
-#: (so a deadline is never checked a hair too early and missed).
-MAX_TIMER_SLEEP_S = 5.0
-
-TIMER_SLACK_S = 0.005
-
 #: How long Waves may be unreachable before the service reports itself
 #: unusable (so a ServiceSwitcher fails over). A dropped socket is replaced in
 #: about one handshake (a few hundred ms to the cloud API) and a retry or four
@@ -77,63 +70,14 @@ TIMER_SLACK_S = 0.005
 DEFAULT_FAILOVER_AFTER_S = 2.0
 
 
-@dataclass
-class WavesTTSSettings(TTSSettings):
-    """Runtime-updatable settings of :class:`WavesTTSService`.
-
-    Change any of them mid-session with ``TTSUpdateSettingsFrame``; no
-    reconnect is needed. A change of voice, model, language or speed in the
-    middle of a reply moves the rest of the reply to a new server context.
-
-    Parameters:
-        speed: Speaking rate, 0.5 to 2.0. None leaves the server default (1.0).
-        math_notation: Read digit-flanked operators as words ("2 + 2").
-        number_pronunciation_language: Language used to read numbers.
-        content_filter: ``"reject"`` or ``"flag"`` profanity handling, or None.
-        pronunciation_dicts: Ids of pronunciation dictionaries to speak with
-            (``pipecat-waves dicts list`` shows them), or None. The live
-            socket does not declare the field: it is sent there only while the
-            server takes it, and the first refusal stops it for the session,
-            with one warning that the dictionaries are not applied.
-    """
-
-    speed: float | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
-    math_notation: bool | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
-    number_pronunciation_language: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
-    content_filter: str | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
-    pronunciation_dicts: list[str] | NotGiven | None = field(default_factory=lambda: NOT_GIVEN)
-
-
-def initial_settings(given: WavesTTSSettings | None) -> WavesTTSSettings:
-    """The defaults with ``given`` applied, checked: what both services start from.
-
-    Raises:
-        ValueError: A setting that cannot work, named.
-    """
-    settings = WavesTTSSettings(
-        model="lightning_v3.1",
-        voice="avery",
-        language=Language.EN,
-        speed=None,
-        math_notation=None,
-        number_pronunciation_language=None,
-        content_filter=None,
-        pronunciation_dicts=None,
-    )
-    if given is not None:
-        settings.apply_update(given)
-    problem = settings_problem(settings)
-    if problem:
-        raise ValueError(problem)
-    return settings
-
-
 def _given(value: Any) -> Any:
     return value if is_given(value) else None
 
 
 @traced_replies
-class WavesTTSService(ReportedFailuresAdapter, TTSService):
+class WavesTTSService(
+    ConnectionsMixin, SessionOutputsMixin, FailureReportsMixin, ReportedFailuresAdapter, TTSService
+):
     """Smallest.ai Waves text-to-speech over one persistent WebSocket.
 
     Text from the LLM is aggregated into sentences (or streamed as tokens) and
@@ -592,429 +536,3 @@ class WavesTTSService(ReportedFailuresAdapter, TTSService):
         self._act_on_control(self._session.interrupt(unplayable, now, dispatch=False))
         self._act_on_control(self._session.dispatch(now))
         self._wake_timer()
-
-    # ----------------------------------------------------------- connections
-
-    def _open_lane(self, reason: str) -> None:
-        if not self._running or self._policy.gave_up:
-            return
-        logger.debug(f"{self}: opening connection ({reason})")
-        task = asyncio.get_running_loop().create_task(
-            self._connect_with_backoff(), name="waves-connect"
-        )
-        self._connect_tasks.add(task)
-        task.add_done_callback(self._connect_tasks.discard)
-
-    async def _connect_with_backoff(self) -> None:
-        """Open one connection, retrying as the reconnect policy says, and hand it on."""
-        retry_after_s: float | None = None
-        while self._running and not self._policy.gave_up:
-            # The wait is taken here, in this task of its own, never in a
-            # socket's callback: the session hears of every close at once.
-            delay = retry_after_s if retry_after_s is not None else self._policy.open_delay_s()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                if not self._running or self._policy.gave_up:
-                    return
-            started = time.monotonic()
-            self._policy.attempt_started(started)
-            self._wake_timer()
-            try:
-                websocket = await open_socket(
-                    self._url,
-                    self._api_key,
-                    extra_headers={"X-Source": "pipecat-waves"},
-                    open_timeout_s=self._open_timeout_s,
-                )
-            except WavesConnectError as e:
-                retry_after_s = e.retry_after_s
-                if not await self._attempt_failed(e):
-                    return
-                if not self._lead_retries():
-                    # Another task already retries: one attempt at a time
-                    # reaches a server that is down. The session asks for
-                    # its spares again once a connection opens.
-                    self._session.connection_failed_to_open()
-                    return
-                continue
-            lane_id = self._lane_opened(websocket, started)
-            now = time.monotonic()
-            # After a drop, an answer on the new socket proves Waves is back.
-            prove = self._policy.down_for(now) is not None
-            await self._on_policy(self._policy.opened(lane_id, now))
-            await self._act(self._session.connection_opened(lane_id, now, prove=prove))
-            self._wake_timer()
-            return
-
-    def _lead_retries(self) -> bool:
-        """Whether this task is the one retrying (the first to fail takes the lead)."""
-        me = asyncio.current_task()
-        leader = self._retrying
-        if leader is None or leader.done() or leader is me:
-            self._retrying = me
-            return True
-        return False
-
-    async def _attempt_failed(self, error: WavesConnectError) -> bool:
-        """Tell the policy and the app of a failed attempt; whether to try again."""
-        self._last_failure = str(error)
-        await self._call_event_handler("on_connection_error", str(error))
-        if error.permanent:
-            self._session.connection_failed_to_open()
-            category = (
-                ErrorCategory.AUTHENTICATION
-                if error.auth_rejected
-                else ErrorCategory.INVALID_REQUEST
-            )
-            await self._on_policy(
-                self._policy.attempt_failed(time.monotonic(), rc.AttemptFailure.PERMANENT),
-                give_up=(str(error), category),
-            )
-            return False
-        if self._lanes and error.refused:
-            # Working already: the server (or account) allows no more
-            # sockets. Work with the ones open; that is not a failure.
-            logger.info(f"{self}: {error}; going on with {len(self._lanes)} connection(s)")
-            self._session.connection_failed_to_open()
-            self._session.connection_limit_reached(len(self._lanes), time.monotonic())
-            return False
-        failure = rc.AttemptFailure.REFUSED if error.refused else rc.AttemptFailure.UNREACHABLE
-        # The first failure of an outage is worth a warning; each retry after it is detail.
-        first = self._policy.down_for(time.monotonic()) is None or self._policy.open_delay_s() == 0
-        logger.log("WARNING" if first else "DEBUG", f"{self}: {error}")
-        await self._on_policy(self._policy.attempt_failed(time.monotonic(), failure))
-        return True
-
-    def _lane_opened(self, websocket: Any, started: float) -> int:
-        lane_id = next(self._lane_ids)
-        opened_in = f"{1000 * (time.monotonic() - started):.0f} ms"
-        if not self._connected_once:
-            self._connected_once = True  # said once; later sockets are detail
-            logger.info(f"{self}: connected in {opened_in}")
-        logger.debug(f"{self}: connection {lane_id} open in {opened_in}")
-        self._lanes[lane_id] = LiveSocket(
-            lane_id, websocket, LiveSocketHandlers(self._on_lane_message, self._on_lane_closed)
-        )
-        return lane_id
-
-    async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
-        await self._on_policy(self._policy.answered(lane_id, time.monotonic()))
-        try:
-            event = rs.parse_message(message)
-        except rs.ResponseError as e:
-            logger.warning(f"{self}: ignoring a malformed server message: {e}")
-            return
-        if isinstance(event, rs.Unrecognized):
-            logger.debug(f"{self}: ignoring unrecognized server message {event.raw!r:.200}")
-            return
-        await self._act(self._session.receive(lane_id, event, time.monotonic()))
-        # Any frame can bring a deadline forward: the last word of a reply
-        # matched, say, turns a long guard into the short tail. Re-arming is
-        # cheap when it does not (the timer is left alone).
-        self._wake_timer()
-
-    async def _on_lane_closed(self, lane_id: int, code: int | None, reason: str) -> None:
-        lane = self._lanes.pop(lane_id, None)
-        if lane is None:
-            return
-        now = time.monotonic()
-        retired = self._session.connection_state(lane_id) is sn.ConnState.RETIRED
-        how = rc.Close.RETIRED if retired or not self._running else _close_kind(code, reason)
-        refused = how is rc.Close.REFUSED and lane.messages_received == 0
-        closed = f"code {code}, {reason or 'no reason given'}"
-        if how is not rc.Close.RETIRED:
-            self._last_failure = f"Waves closed the connection ({closed})"
-            at_once = now - lane.opened_at < rc.PROVEN_AFTER_S and not lane.messages_received
-            level = "DEBUG" if not at_once or (refused and self._lanes) else "WARNING"
-            logger.log(level, f"{self}: Waves closed connection {lane_id} ({closed})")
-            if refused and self._lanes:
-                # Turned away while others work: the account allows no more sockets.
-                self._session.connection_limit_reached(len(self._lanes), now)
-        # The session first, so that no reply waits on a socket that is gone.
-        await self._act(self._session.connection_lost(lane_id, now, refused=refused))
-        await self._on_policy(
-            self._policy.closed(lane_id, now, how),
-            give_up=(
-                pe.auth_close_message(closed),
-                ErrorCategory.AUTHENTICATION,
-            ),
-        )
-        self._wake_timer()
-
-    async def _on_policy(
-        self,
-        actions: list[rc.Action],
-        *,
-        give_up: tuple[str, ErrorCategory] | None = None,
-    ) -> None:
-        """Carry out what the reconnect policy decided."""
-        for action in actions:
-            if isinstance(action, rc.Connected):
-                await self._call_event_handler("on_connected")
-            elif isinstance(action, rc.Disconnected):
-                await self._call_event_handler("on_disconnected")
-            elif isinstance(action, rc.Unusable):
-                await self._report_unreachable(action)
-            elif isinstance(action, rc.Usable):
-                logger.info(f"{self}: Waves answers again after {action.down_for_s:.1f} s")
-                await self.set_usable(True)
-            elif isinstance(action, rc.GiveUp):
-                message, category = give_up or (self._last_failure, ErrorCategory.CONNECTIVITY)
-                self._running = False
-                await self.push_error(message, category=category, force_treat_as_permanent=True)
-
-    async def _report_unreachable(self, verdict: rc.Unusable) -> None:
-        """Waves is gone for longer than the failover threshold: one error, unusable.
-
-        Replies waiting for a connection are dropped under this one error
-        (each would otherwise be reported on its own); the policy keeps
-        reconnecting and the service becomes usable again when Waves answers.
-        """
-        down = f"{verdict.down_for_s:.1f} s"
-        if verdict.refused:
-            message = (
-                f"Waves turned every connection away for {down}: the account's concurrency "
-                "limit is reached. Run fewer sessions at once or raise the account's concurrency."
-            )
-            category = ErrorCategory.RATE_LIMIT
-        elif verdict.closed_at_once:
-            message = (
-                f"Waves closed every connection right after opening it for {down} "
-                f"(last: {self._last_failure}). Check the api_key, base_url and the "
-                "account's concurrency limit."
-            )
-            category = ErrorCategory.CONNECTIVITY
-        else:
-            message = f"No connection to Waves for {down}. {self._last_failure}".rstrip()
-            category = ErrorCategory.CONNECTIVITY
-        message += (
-            " The service is marked unusable (a ServiceSwitcher fails over now); it keeps "
-            "retrying and becomes usable again when Waves answers."
-        )
-        outputs = self._session.unreachable(time.monotonic(), sn.UNREACHABLE_REASON)
-        for output in outputs:
-            if isinstance(output, sn.ContextFailed):
-                await self._drop_context(output.context_id)
-            else:
-                await self._act([output])
-        await self.push_error(scrub(message), category=category, force_treat_as_permanent=True)
-
-    async def _drop_context(self, context_id: str) -> None:
-        """End a reply the outage report covers, with no error of its own."""
-        self._resamplers.pop(context_id, None)
-        if self.audio_context_available(context_id):
-            self._failed_contexts.add(context_id)
-            await self.remove_audio_context(context_id)
-
-    async def _give_up(self, message: str, category: ErrorCategory) -> None:
-        """Report a failure no retry can fix, once, and stop reconnecting."""
-        await self._on_policy(
-            self._policy.give_up(auth=category is ErrorCategory.AUTHENTICATION),
-            give_up=(message, category),
-        )
-
-    def _next_deadline(self, now: float) -> float:
-        due = self._session.next_deadline(now)
-        policy_due = self._policy.next_deadline()
-        return due if policy_due is None else min(due, policy_due)
-
-    async def _timer_loop(self) -> None:
-        # Asleep until the session's or the policy's next deadline (a turn-end
-        # guard, a stall probe, a keep-alive, an outage verdict), never on a
-        # fixed tick: a tick costs CPU on every session all the time. Events
-        # that bring a deadline forward wake it.
-        while True:
-            try:
-                now = time.monotonic()
-                delay = min(max(self._next_deadline(now) - now, 0.0), MAX_TIMER_SLEEP_S)
-                self._timer_wakes_at = now + delay
-                await asyncio.sleep(delay + TIMER_SLACK_S)
-                self._timer_wakes_at = None
-                await self._on_policy(self._policy.poll(time.monotonic()))
-                await self._act(self._session.poll(time.monotonic()))
-            except Exception as e:
-                # Turn ends and keep-alives hang on this loop: a bug must cost
-                # one tick, not every later reply. Logged, then on again.
-                self._timer_wakes_at = None
-                logger.opt(exception=e).error(f"{self}: session timer failed; continuing")
-                await asyncio.sleep(TIMER_SLACK_S)
-
-    def _wake_timer(self) -> None:
-        """Re-arm the timer if the session now has a deadline before its wake-up."""
-        wakes_at = self._timer_wakes_at
-        if wakes_at is None or self._timer_task is None:
-            return  # not started, or busy acting: it asks again when done
-        if self._next_deadline(time.monotonic()) < wakes_at:
-            self._timer_wakes_at = None
-            self._timer_task.cancel()
-            self._timer_task = self.create_task(self._timer_loop(), name="waves-timer")
-
-    # --------------------------------------------------------------- outputs
-
-    def _act_on_control(self, outputs: list[sn.Output]) -> None:
-        """Carry out the outputs that need no await (sends, closes, opens, logs)."""
-        for output in outputs:
-            if isinstance(output, sn.Send):
-                lane = self._lanes.get(output.conn)
-                if lane is not None:
-                    lane.send(output.message)
-            elif isinstance(output, sn.CloseConnection):
-                lane = self._lanes.get(output.conn)
-                if lane is not None:
-                    logger.debug(f"{self}: closing connection {output.conn} ({output.reason})")
-                    lane.close()
-            elif isinstance(output, sn.AbortConnection):
-                lane = self._lanes.get(output.conn)
-                if lane is not None:
-                    logger.warning(f"{self}: dropping connection {output.conn} ({output.reason})")
-                    lane.abort()
-            elif isinstance(output, sn.OpenConnection):
-                self._open_lane(output.reason)
-            elif isinstance(output, sn.Notice):
-                logger.log(output.level.upper(), f"{self}: {output.message}")
-            elif isinstance(output, sn.ContextRetrying):
-                when = (
-                    "when our previous reply frees its slot"
-                    if output.delay_s is None
-                    else f"in {output.delay_s:.2f} s"
-                )
-                logger.info(f"{self}: Waves refused a reply ({output.error.message}); retry {when}")
-
-    async def _act(self, outputs: list[sn.Output]) -> None:
-        """Carry out what the session asked for, in order."""
-        for output in outputs:
-            if isinstance(output, sn.AudioOut):
-                self._spoken_voice = self._session.voice_of(output.context_id) or self._spoken_voice
-                self._spoken_model = self._session.model_of(output.context_id) or self._spoken_model
-                await self._push_audio(output)
-            elif isinstance(output, sn.WordOut):
-                await self.add_word_timestamps([(output.word, output.time_s)], output.context_id)
-            elif isinstance(output, sn.ContextFinished):
-                await self._flush_resampler(output.context_id)
-                if self.audio_context_available(output.context_id):
-                    await self.remove_audio_context(output.context_id)
-            elif isinstance(output, sn.ContextFailed):
-                await self._fail_context(output)
-            elif isinstance(output, sn.UnattributedError):
-                await self._on_unattributed_error(output)
-            else:
-                self._act_on_control([output])
-
-    async def _on_unattributed_error(self, output: sn.UnattributedError) -> None:
-        """An error that failed no reply: fatal only if it is about the key."""
-        category = _category(output.error)
-        if category is ErrorCategory.AUTHENTICATION:
-            await self._give_up(pe.auth_error_message(output.error.message), category)
-        else:
-            logger.warning(
-                f"{self}: Waves reported an error on connection {output.conn} that no reply "
-                f"waits on: {output.error.message}"
-            )
-
-    async def _push_audio(self, output: sn.AudioOut) -> None:
-        # Only a context Pipecat still plays may take audio: an interrupted
-        # one is gone, and must not be brought back by late audio.
-        if not self.audio_context_available(output.context_id):
-            self._resamplers.pop(output.context_id, None)
-            return
-        pcm = output.pcm
-        if self._wire_rate != self.sample_rate:
-            resampler = self._resamplers.get(output.context_id)
-            if resampler is None:
-                resampler = StreamResampler(self._wire_rate, self.sample_rate)
-                self._resamplers[output.context_id] = resampler
-            pcm = resampler.feed(pcm)
-        await self._append_audio(output.context_id, pcm)
-
-    async def _append_audio(self, context_id: str, pcm: bytes) -> None:
-        if not pcm:
-            return  # the resampler is still filling its window
-        frame = TTSAudioRawFrame(
-            audio=pcm, sample_rate=self.sample_rate, num_channels=1, context_id=context_id
-        )
-        await self.append_to_audio_context(context_id, frame)
-
-    async def _flush_resampler(self, context_id: str) -> None:
-        """A reply's audio is complete: push what the resampler still holds."""
-        resampler = self._resamplers.pop(context_id, None)
-        if resampler is not None and self.audio_context_available(context_id):
-            await self._append_audio(context_id, resampler.flush())
-
-    def _claim_reported_failure(self, context_id: str) -> bool:
-        # A reply the server refused was already reported once, with its cause;
-        # Pipecat's generic "completed with no audio" would report it twice.
-        if context_id in self._failed_contexts:
-            self._failed_contexts.discard(context_id)
-            return True
-        return False
-
-    def _keep_working_voice(self, error: rs.ServerError) -> str | None:
-        """After a voice the server does not know, go back to the last one that spoke.
-
-        A mistyped voice in a settings update would otherwise fail every later
-        reply; this way it fails one, reported once, and the service keeps
-        speaking. Returns the voice gone back to, if any.
-        """
-        spoken = self._spoken_voice
-        if not pe.names(error, pe.Subject.VOICE):
-            return None
-        if spoken is None or self._settings.voice == spoken:
-            return None
-        logger.warning(f"{self}: voice {self._settings.voice!r} refused; back to {spoken!r}")
-        self._settings.voice = spoken
-        return spoken
-
-    def _keep_working_model(self) -> str | None:
-        """After a model the server refused, go back to the last one that spoke.
-
-        As with a voice: a settings update naming a model Waves does not offer
-        fails one reply, reported once, and the service keeps speaking.
-        Returns the model gone back to, if any.
-        """
-        spoken = self._spoken_model
-        if spoken is None or self._settings.model == spoken:
-            return None
-        logger.warning(f"{self}: model {self._settings.model!r} refused; back to {spoken!r}")
-        self._settings.model = spoken
-        return spoken
-
-    async def _fail_context(self, output: sn.ContextFailed) -> None:
-        error = output.error
-        self._resamplers.pop(output.context_id, None)
-        if _category(error) is ErrorCategory.AUTHENTICATION:
-            await self._give_up(pe.auth_error_message(error.message), ErrorCategory.AUTHENTICATION)
-            return
-        message = scrub(f"Waves could not synthesize this reply: {error.message}")
-        if error.code:
-            message += f" ({error.code})"
-        refused_model = _refused_model(error, self._settings.model)
-        message += _fix_for(error, refused_model)
-        # A model the server does not offer names something that does not exist.
-        category = ErrorCategory.INVALID_REQUEST if refused_model else _category(error)
-        if refused_model:
-            kept, what = self._keep_working_model(), "model"
-        else:
-            kept, what = self._keep_working_voice(error), "voice"
-        if kept:
-            message += f" Going on with {what} {kept!r}, the last one that spoke."
-            # The service recovered: a permanent category would mark it unusable.
-            category = ErrorCategory.APPLICATION
-        frame = ErrorFrame(error=message, category=category)
-        if self.audio_context_available(output.context_id):
-            # Only a context Pipecat still plays reaches the audio-outcome hook.
-            self._failed_contexts.add(output.context_id)
-            # Through the audio queue, so the error and the TTSStoppedFrame that
-            # follows come out in order with the audio already received.
-            await self.append_to_audio_context(output.context_id, frame)
-            await self.remove_audio_context(output.context_id)
-        else:
-            await self.push_error_frame(frame)
-
-
-def _close_kind(code: int | None, reason: str) -> rc.Close:
-    """What a close by the server says: the key, a socket limit, or a plain drop."""
-    if pe.closed_for_key(code, reason):
-        return rc.Close.AUTH
-    if pe.closed_for_limit(code):
-        return rc.Close.REFUSED
-    return rc.Close.DROPPED

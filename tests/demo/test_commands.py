@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pipecat_waves.cli.commands import api_key_from, format_voices, parse_voices, split_text
+from pipecat_waves.cli.commands import api_key_from, split_text
+from pipecat_waves.cli.voices import format_voices, parse_voices
 
 
 def test_key_comes_from_the_flag_then_waves_then_smallest(monkeypatch):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from pipecat_waves.cli import demo
+from pipecat_waves.cli import demo, demo_conversation
 from pipecat_waves.cli.commands import API_KEY_ENVS
 from tests.support.transcribe import transcribe, word_recall
 
@@ -171,7 +171,8 @@ def test_interrupted_turn_stops_early_and_nothing_of_it_plays_later(demo_run: De
         reply, voice_id="avery", speed=1.0, sample_rate=demo.SAMPLE_RATE
     )
     # Cut once 1.2 s had played, within one 150 ms chunk.
-    assert demo.INTERRUPT_AFTER_S <= row.audio_s < demo.INTERRUPT_AFTER_S + 0.5
+    cut = demo_conversation.INTERRUPT_AFTER_S
+    assert cut <= row.audio_s < cut + 0.5
     assert row.audio_s < 0.3 * full.duration_s
     heard = transcribe(_turn_audio(demo_run, row), demo_run.rate)
     last_sentence = reply[reply.rindex("And for dessert") :]
