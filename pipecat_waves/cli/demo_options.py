@@ -35,6 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--host", default="127.0.0.1", help="with --web: interface to bind (default: %(default)s)"
     )
     parser.add_argument(
-        "--port", type=int, default=7860, help="with --web: port, 0 picks one (default: %(default)s)"
+        "--port",
+        type=int,
+        default=7860,
+        help="with --web: port, 0 picks one (default: %(default)s)",
     )
     add_verbosity(parser)

@@ -10,6 +10,7 @@ this audio from" is decidable from the recording alone.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -54,7 +55,7 @@ def check_vocabulary(replies: Sequence[str], min_separation_hz: float = 20.0) ->
         ValueError: Two words' tones are too close to tell apart after Opus.
     """
     words = sorted({w for reply in replies for w in words_of(reply)}, key=word_pitch)
-    for a, b in zip(words, words[1:], strict=False):
+    for a, b in itertools.pairwise(words):
         if word_pitch(b) - word_pitch(a) < min_separation_hz:
             raise ValueError(
                 f"{a!r} and {b!r} sound alike ({word_pitch(a):.0f} Hz, {word_pitch(b):.0f} Hz)"

@@ -193,26 +193,26 @@ async def run_session(config: SessionConfig) -> None:
         server.app.router.add_post(REPORT_PATH, received)
         async with server:
             url = f"{server.url}?autostart&raw&record={config.record_s}&report={REPORT_PATH}"
-            log = (out / "chromium.log").open("wb")
-            browser = subprocess.Popen(
-                chromium_args(config.chromium, out / "profile", mic.path, url),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-            try:
-                body = await asyncio.wait_for(report, config.timeout_s)
-            except TimeoutError:
-                raise SystemExit(
-                    f"no recording from the page within {config.timeout_s:.0f} s; "
-                    f"see {out / 'chromium.log'}"
-                ) from None
-            finally:
-                browser.terminate()
+            with (out / "chromium.log").open("wb") as log:
+                browser = await asyncio.create_subprocess_exec(
+                    *chromium_args(config.chromium, out / "profile", mic.path, url),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
                 try:
-                    browser.wait(5)
-                except subprocess.TimeoutExpired:
-                    browser.kill()
-                log.close()
+                    body = await asyncio.wait_for(report, config.timeout_s)
+                except TimeoutError:
+                    raise SystemExit(
+                        f"no recording from the page within {config.timeout_s:.0f} s; "
+                        f"see {out / 'chromium.log'}"
+                    ) from None
+                finally:
+                    browser.terminate()
+                    try:
+                        await asyncio.wait_for(browser.wait(), 5)
+                    except TimeoutError:
+                        browser.kill()
+                        await browser.wait()
     (size,) = struct.unpack("<I", body[:4])
     meta = json.loads(body[4 : 4 + size])
     if "error" in meta:
