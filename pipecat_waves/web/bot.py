@@ -236,12 +236,89 @@ def build_worker(
     return worker
 
 
+#: The LLM's instructions when the demo talks to a real LLM.
+SYSTEM_PROMPT = (
+    "You are a friendly voice assistant in a demo of a text-to-speech service. Your replies "
+    "are spoken aloud, so keep them to two or three sentences, with no lists, markdown or emoji."
+)
+
+
+def build_agent_worker(
+    connection: SmallWebRTCConnection, tts: TTSService, *, openai_api_key: str
+) -> PipelineWorker:
+    """The same bot with OpenAI's speech-to-text and LLM in place of the script.
+
+    Args:
+        connection: The browser's peer connection (answered already).
+        tts: The text-to-speech service.
+        openai_api_key: Key for OpenAI's speech-to-text and LLM.
+
+    Returns:
+        The pipeline worker; it greets when the browser connects and ends when
+        the browser leaves.
+    """
+    from pipecat.processors.aggregators.llm_context import LLMContext
+    from pipecat.processors.aggregators.llm_response_universal import (
+        LLMContextAggregatorPair,
+        LLMUserAggregatorParams,
+    )
+    from pipecat.services.openai.llm import OpenAILLMService
+    from pipecat.services.openai.stt import OpenAISTTService
+
+    transport = SmallWebRTCTransport(
+        webrtc_connection=connection,
+        params=TransportParams(audio_in_enabled=True, audio_out_enabled=True),
+    )
+    context = LLMContext(messages=[{"role": "system", "content": SYSTEM_PROMPT}])
+    # The user aggregator runs the VAD; the turn ends after a pause with a transcript.
+    aggregators = LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=SileroVADAnalyzer(params=VAD_PARAMS),
+            user_turn_strategies=UserTurnStrategies(
+                start=[VADUserTurnStartStrategy()],
+                stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=USER_SPEECH_TIMEOUT_S)],
+            ),
+        ),
+    )
+    pipeline = Pipeline(
+        [
+            transport.input(),
+            OpenAISTTService(api_key=openai_api_key),
+            aggregators.user(),
+            OpenAILLMService(
+                api_key=openai_api_key,
+                settings=OpenAILLMService.Settings(model="gpt-4.1-mini"),
+            ),
+            tts,
+            transport.output(),
+            aggregators.assistant(),
+        ]
+    )
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(audio_in_sample_rate=IN_RATE, audio_out_sample_rate=OUT_RATE),
+        enable_rtvi=False,
+    )
+
+    @transport.event_handler("on_client_connected")
+    async def on_client_connected(_transport: Any, _client: Any) -> None:
+        await worker.queue_frame(LLMRunFrame())
+
+    @transport.event_handler("on_client_disconnected")
+    async def on_client_disconnected(_transport: Any, _client: Any) -> None:
+        await worker.cancel()
+
+    return worker
+
+
 async def run_bot(
     connection: SmallWebRTCConnection,
     make_tts: Callable[[], TTSService],
     options: BotOptions | None = None,
     *,
     observers: Sequence[BaseObserver] = (),
+    openai_api_key: str | None = None,
 ) -> None:
     """Run one bot until its browser leaves (or the task is cancelled).
 
@@ -250,8 +327,13 @@ async def run_bot(
         make_tts: Makes this bot's text-to-speech service.
         options: Script and VAD settings (the demo's by default).
         observers: Pipecat observers to attach (measurements).
+        openai_api_key: With a key, OpenAI's speech-to-text and LLM answer
+            instead of the script.
     """
-    worker = build_worker(connection, make_tts(), options, observers=observers)
+    if openai_api_key:
+        worker = build_agent_worker(connection, make_tts(), openai_api_key=openai_api_key)
+    else:
+        worker = build_worker(connection, make_tts(), options, observers=observers)
     runner = WorkerRunner(handle_sigint=False)
     await runner.add_workers(worker)
     run = asyncio.ensure_future(runner.run())

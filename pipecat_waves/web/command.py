@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import os
 import sys
 from functools import partial
 
@@ -42,10 +43,13 @@ async def serve_web_demo(
     Raises:
         CliError: The voice or the address cannot be used; one line says why.
     """
+    openai_api_key = _openai_key()
     async with open_endpoint(api_key, base_url, backend) as endpoint:
 
         async def bot(connection: SmallWebRTCConnection) -> None:
-            await run_bot(connection, partial(make_tts, endpoint, voice))
+            await run_bot(
+                connection, partial(make_tts, endpoint, voice), openai_api_key=openai_api_key
+            )
 
         server = WebDemoServer(bot, host=host, port=port)
         try:
@@ -53,13 +57,37 @@ async def serve_web_demo(
         except OSError as e:
             raise CliError(_bind_error(host, port, e)) from None
         try:
-            offline = " (no WAVES_API_KEY set: offline Piper voice)" if endpoint.local else ""
+            voice_note = "offline Piper voice" if backend == "piper" else "test tones"
+            offline = f" (no WAVES_API_KEY set: {voice_note})" if endpoint.local else ""
             print(f"Speaking through {endpoint.describe()}{offline}.")
+            if openai_api_key:
+                print("Listening and answering with OpenAI (OPENAI_API_KEY is set).")
+            else:
+                print("Answering from a script (set OPENAI_API_KEY for a real LLM).")
             print(f"Open {server.url} in Chrome, Edge or Firefox and press Start.")
             print("Ctrl-C to stop.", flush=True)
             await asyncio.Event().wait()
         finally:
             await server.stop()
+
+
+def _openai_key() -> str | None:
+    """``OPENAI_API_KEY``, when it is set and Pipecat's OpenAI services can be imported.
+
+    Raises:
+        CliError: The key is set but the ``openai`` extra is missing.
+    """
+    key = os.environ.get("OPENAI_API_KEY", "").strip()
+    if not key:
+        return None
+    try:
+        import pipecat.services.openai.llm  # noqa: F401
+    except ImportError:
+        raise CliError(
+            "OPENAI_API_KEY is set but Pipecat's OpenAI services are missing: "
+            'pip install "pipecat-ai[openai]"'
+        ) from None
+    return key
 
 
 def _bind_error(host: str, port: int, error: OSError) -> str:
