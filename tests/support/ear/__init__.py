@@ -87,7 +87,8 @@ def record_barge_in(config: SessionConfig, *, timeout_s: float = 120.0) -> EarRe
     out.mkdir(parents=True, exist_ok=True)
     config_path = out / "config.json"
     config_path.write_text(json.dumps(asdict(config)))
-    env = dict(os.environ, PYTHONPATH=str(_ROOT))
+    path = os.pathsep.join(p for p in (str(_ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = dict(os.environ, PYTHONPATH=path)
     done = subprocess.run(
         [*_netns_command(), sys.executable, "-m", "tests.support.ear", str(config_path)],
         cwd=_ROOT,
