@@ -23,11 +23,26 @@ import numpy as np
 
 from tests.support.ear.session import SessionConfig
 
-__all__ = ["CHROMIUM", "EarRecording", "SessionConfig", "record_barge_in"]
+__all__ = [
+    "ANSWER",
+    "CHROMIUM",
+    "INTERRUPTED",
+    "EarRecording",
+    "SessionConfig",
+    "record_barge_in",
+]
 
 #: Debian's Chromium (``.ci/run`` installs it when missing).
 CHROMIUM = "/usr/bin/chromium"
 _ROOT = Path(__file__).resolve().parents[3]
+
+#: The bot's first reply in a session: long enough (about 13 s of tones) to be
+#: talked over; every word's tone has a pitch of its own (see ``check_vocabulary``).
+INTERRUPTED = " ".join(
+    ["lighthouse keeper notebook harbour weather morning lantern anchor driftwood breakwater"] * 3
+)
+#: The answer after the user's turn, to be heard whole.
+ANSWER = "river bakery market library violet walnut ships"
 
 
 @dataclass(frozen=True)

@@ -118,7 +118,7 @@ def _service(kind: str, ws_base: str, api_key: str) -> Any:
             api_key=api_key,
             base_url=ws_base,
             sample_rate=OUT_RATE,
-            settings=SmallestTTSService.Settings(voice="avery"),
+            settings=SmallestTTSService.Settings(voice="meher"),
         )
     raise ValueError(f"unknown service {kind!r}")
 
