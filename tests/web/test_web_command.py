@@ -59,3 +59,16 @@ async def test_web_demo_serves_the_page_and_stops_on_ctrl_c() -> None:
     assert "Answering from a script" in "".join(seen)
     assert proc.returncode == 130  # Ctrl-C, as shells report it
     assert "Traceback" not in stderr.decode() + stdout.decode()
+
+
+def test_the_page_ships_with_the_package() -> None:
+    import tomllib
+    from importlib.resources import files
+
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)
+    assert "web/page.html" in project["tool"]["setuptools"]["package-data"]["pipecat_waves"]
+    assert files("pipecat_waves.web").joinpath("page.html").is_file()
+    extras = project["project"]["optional-dependencies"]
+    assert extras["web"] == ["pipecat-ai[webrtc,silero]"]
+    assert any("web" in dep for dep in extras["dev"])
