@@ -116,9 +116,15 @@ class WebDemoServer:
             raise web.HTTPBadRequest(text="expected JSON with 'sdp' and 'type'") from None
         if kind != "offer" or not isinstance(sdp, str):
             raise web.HTTPBadRequest(text="expected an SDP offer")
+        if "m=audio" not in sdp:
+            raise web.HTTPBadRequest(text="the offer has no audio: the bot needs a microphone")
         # No ICE servers: host candidates only, nothing leaves the machine.
         connection = SmallWebRTCConnection()
-        await connection.initialize(sdp=sdp, type=kind)
+        try:
+            await connection.initialize(sdp=sdp, type=kind)
+        except Exception as e:
+            await connection.disconnect()
+            raise web.HTTPBadRequest(text=f"cannot answer this offer: {e}") from None
         answer = connection.get_answer()
         if answer is None:
             await connection.disconnect()

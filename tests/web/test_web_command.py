@@ -7,6 +7,8 @@ import os
 import re
 import signal
 import sys
+import tomllib
+from importlib.resources import files
 from pathlib import Path
 
 import aiohttp
@@ -50,7 +52,10 @@ async def test_web_demo_serves_the_page_and_stops_on_ctrl_c() -> None:
             async with http.get(url) as page:
                 assert page.status == 200
                 html = await page.text()
-            async with http.post(url.rstrip("/") + OFFER_PATH, json={"sdp": 1}) as bad:
+            offer_url = url.rstrip("/") + OFFER_PATH
+            async with http.post(offer_url, json={"sdp": 1}) as bad:
+                assert bad.status == 400
+            async with http.post(offer_url, json={"sdp": "v=0\r\n", "type": "offer"}) as bad:
                 assert bad.status == 400
     finally:
         proc.send_signal(signal.SIGINT)
@@ -62,9 +67,6 @@ async def test_web_demo_serves_the_page_and_stops_on_ctrl_c() -> None:
 
 
 def test_the_page_ships_with_the_package() -> None:
-    import tomllib
-    from importlib.resources import files
-
     with (ROOT / "pyproject.toml").open("rb") as f:
         project = tomllib.load(f)
     assert "web/page.html" in project["tool"]["setuptools"]["package-data"]["pipecat_waves"]
