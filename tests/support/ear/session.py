@@ -54,6 +54,9 @@ class SessionConfig:
         server: ``ServerBehaviour`` fields for the local server.
         chromium: The browser binary.
         timeout_s: Longest wait for the page's recording.
+        backend: The local server's voice: ``"tone"`` (every word a tone) or
+            ``"piper"`` (the offline voice; the recording can then only be read
+            by its loudness).
     """
 
     out: str
@@ -65,6 +68,7 @@ class SessionConfig:
     server: dict[str, Any] = field(default_factory=dict)
     chromium: str = "/usr/bin/chromium"
     timeout_s: float = 60.0
+    backend: str = "tone"
 
 
 def chromium_args(binary: str, profile: Path, mic_wav: Path, url: str) -> list[str]:
@@ -179,7 +183,14 @@ async def run_session(config: SessionConfig) -> None:
             report.set_result(await request.content.read())  # past the 1 MiB body limit
         return web.Response(text="ok")
 
-    async with LocalWavesServer(key, backend=ToneBackend(), behaviour=behaviour) as waves:
+    if config.backend == "piper":
+        from pipecat_waves.server.piper_backend import PiperBackend
+
+        backend: Any = PiperBackend()
+        backend.warm_up()
+    else:
+        backend = ToneBackend()
+    async with LocalWavesServer(key, backend=backend, behaviour=behaviour) as waves:
 
         async def bot(connection: Any) -> None:
             await run_bot(
