@@ -49,7 +49,7 @@ from pipecat.turns.user_turn_processor import UserTurnProcessor
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
-from pipecat_waves.credentials import logger
+from pipecat_waves.log import logger
 
 #: Rate of the user's audio into the pipeline (Silero runs at 16 kHz).
 IN_RATE = 16000

@@ -13,8 +13,8 @@ from pipecat.services.tts_service import TTSService
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
 from pipecat_waves import WavesTTSService
-from pipecat_waves.commands import CliError, Endpoint, api_key_from, command_logs, open_endpoint
-from pipecat_waves.interrupt import EXIT_INTERRUPTED, run_interruptible
+from pipecat_waves.cli.commands import CliError, Endpoint, api_key_from, command_logs, open_endpoint
+from pipecat_waves.cli.interrupt import EXIT_INTERRUPTED, run_interruptible
 from pipecat_waves.web.bot import OUT_RATE, run_bot
 from pipecat_waves.web.server import WebDemoServer
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 from pipecat.transports.smallwebrtc.connection import SmallWebRTCConnection
 
-from pipecat_waves.credentials import logger
+from pipecat_waves.log import logger
 
 #: Where the page POSTs its offer.
 OFFER_PATH = "/api/offer"

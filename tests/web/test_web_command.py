@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from pipecat_waves.commands import API_KEY_ENVS
+from pipecat_waves.cli.commands import API_KEY_ENVS
 from pipecat_waves.web.server import OFFER_PATH
 
 ROOT = Path(__file__).resolve().parents[2]

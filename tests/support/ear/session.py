@@ -239,7 +239,7 @@ def main() -> None:
     """Run the session a config file describes (inside ``unshare -n``)."""
     config = SessionConfig(**json.loads(Path(sys.argv[1]).read_text()))
     loopback_only()
-    from pipecat_waves.credentials import logger
+    from pipecat_waves.log import logger
 
     logger.remove()
     logger.add(Path(config.out) / "bot.log", level="DEBUG")
