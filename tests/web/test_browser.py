@@ -24,10 +24,10 @@ from tests.support.ear.timing import split_timing
 pytestmark = [pytest.mark.speech, pytest.mark.timeout(240)]
 
 #: Onset of the user's speech to the bot's last audible sound at the ear. Measured
-#: 480-550 ms (median 505) over 27 sessions on a 2-core machine, some beside a
-#: loaded test suite, on Pipecat 1.14 and 1.13; Silero's start decision is 350-425 ms
+#: 470-550 ms (median 500) over 32 sessions on a 2-core machine, some beside a
+#: loaded test suite, on Pipecat 1.14 and 1.13; Silero's start decision is 345-425 ms
 #: of it. 650 ms leaves 100 ms above the slowest, and fails a service that holds an
-#: interruption for a reconnect (Pipecat's SmallestTTSService: 740-770 ms in
+#: interruption for a reconnect (Pipecat's SmallestTTSService: 730-770 ms in
 #: benchmarks/bench_ear.py with a 250 ms upgrade).
 SILENT_WITHIN_MS = 650
 
