@@ -26,4 +26,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--backend", choices=("piper", "tone"), default="piper", help=argparse.SUPPRESS
     )
+    parser.add_argument(
+        "--web",
+        action="store_true",
+        help="talk to the bot in a browser instead: serve a page (needs pipecat-waves[web])",
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="with --web: interface to bind (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=7860,
+        help="with --web: port, 0 picks one (default: %(default)s)",
+    )
     add_verbosity(parser)

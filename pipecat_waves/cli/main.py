@@ -359,6 +359,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    if args.web:
+        with command_logs(args.verbose):
+            try:
+                from pipecat_waves.web.command import run as run_web_demo
+            except ImportError as e:
+                return _fail(f'{e}; the web demo needs: pip install "pipecat-waves[web]"')
+        return run_web_demo(args)
     try:
         output_format(Path(args.output))
     except CliError as e:
