@@ -4,10 +4,12 @@ Run by :func:`tests.support.ear.record_barge_in` as
 ``unshare -n python -m tests.support.ear CONFIG.json``; everything
 below happens in a network namespace whose only interface is ``lo``:
 
-1. ``lo`` comes up, with 127.0.0.2 beside 127.0.0.1: aiortc (aioice) never
-   offers 127.0.0.1 as a host candidate, but does offer any other address, and
-   127.0.0.2 is loopback too. Chromium offers loopback candidates with
-   ``--allow-loopback-in-peer-connection``.
+1. ``lo`` comes up, and aiortc is told to gather its host candidate on
+   127.0.0.1: aioice skips that address when it lists the host's interfaces
+   (a real deployment never wants it), and has no option to keep it, so the
+   session replaces that listing with 127.0.0.1 alone. Chromium offers
+   loopback candidates with ``--allow-loopback-in-peer-connection``. Every
+   socket of the session is then on 127.0.0.1.
 2. The local Waves server (tone backend) and the web demo's server start, the
    bot speaking through the service the config names.
 3. Chromium opens the page with a fake microphone (silence, the phrase,
@@ -35,8 +37,8 @@ import numpy as np
 
 #: The page's recording comes back here.
 REPORT_PATH = "/api/recording"
-#: The second loopback address aiortc can use as its host candidate.
-ICE_ADDRESS = "127.0.0.2"
+#: The only address of the session: the bot's ICE host candidate too.
+ICE_ADDRESS = "127.0.0.1"
 
 
 @dataclass
@@ -96,12 +98,27 @@ def chromium_args(binary: str, profile: Path, mic_wav: Path, url: str) -> list[s
 
 
 def loopback_only() -> None:
-    """Bring ``lo`` up with :data:`ICE_ADDRESS`; refuse to run beside any other interface."""
+    """Bring ``lo`` up and gather ICE candidates on it; refuse any other interface."""
     interfaces = sorted(name for _, name in socket.if_nameindex())
     if interfaces != ["lo"]:
         raise SystemExit(f"not in a loopback-only network namespace (interfaces: {interfaces})")
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    subprocess.run(["ip", "addr", "add", f"{ICE_ADDRESS}/8", "dev", "lo"], check=True)
+    _gather_on_loopback()
+
+
+def _gather_on_loopback() -> None:
+    """Make aiortc's host candidate :data:`ICE_ADDRESS`.
+
+    aioice lists the host's addresses minus 127.0.0.1, so in a namespace with
+    only ``lo`` it would offer nothing. Its connections call the module's
+    ``get_host_addresses``, which is replaced here, for this process only.
+    """
+    import aioice.ice
+
+    def loopback(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [ICE_ADDRESS] if use_ipv4 else []
+
+    aioice.ice.get_host_addresses = loopback
 
 
 def _service(kind: str, ws_base: str, api_key: str) -> Any:
