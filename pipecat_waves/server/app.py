@@ -68,6 +68,7 @@ class _LiveEndpoint:
             # The client went away mid-handshake (some clients do after every
             # turn): routine, and nothing to answer.
             logger.debug("live upgrade abandoned by the client")
+            self._state.abandoned_upgrades += 1
             return web.Response(status=499)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -242,6 +243,11 @@ class LocalWavesServer:
     def rejected_connections(self) -> int:
         """Live upgrades refused by ``max_connections`` (either way)."""
         return self._state.rejected_connections
+
+    @property
+    def abandoned_upgrades(self) -> int:
+        """Live upgrades the client left before the server could answer."""
+        return self._state.abandoned_upgrades
 
     @property
     def port(self) -> int:

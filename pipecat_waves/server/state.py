@@ -42,6 +42,7 @@ class ServerState:
             (the last ``RECORD_LIMIT``).
         active: Live sockets and HTTP streams open right now.
         rejected_connections: Upgrades turned away by ``max_connections``.
+        abandoned_upgrades: Live upgrades the client left before the answer.
         synthesis_requests: Synthesis-bearing messages seen (for ``error_on_request``).
         drop_fired: ``drop_after_chunks`` has fired.
         stall_fired: ``stall_after_chunks`` has fired.
@@ -58,6 +59,7 @@ class ServerState:
     connection_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     active: int = 0
     rejected_connections: int = 0
+    abandoned_upgrades: int = 0
     synthesis_requests: int = 0
     drop_fired: bool = False
     stall_fired: bool = False

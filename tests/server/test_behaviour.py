@@ -675,7 +675,8 @@ async def test_a_client_leaving_mid_handshake_is_routine(make_server, connect, c
             writer.write(upgrade)
             await writer.drain()
             writer.transport.abort()  # gone before the server answers
-        await asyncio.sleep(0.2)  # let the server reach its answer to each
+        # The server got to its answer to each, and found the client gone.
+        await wait_until(lambda: server.abandoned_upgrades == 3)
         client = await connect(server)  # and it still serves the next client
         assert await client.ping_roundtrip() == [{"type": "pong"}]
     assert [r.getMessage() for r in caplog.records if r.name == "aiohttp.server"] == []

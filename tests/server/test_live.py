@@ -294,9 +294,12 @@ async def test_closing_socket_ends_contexts(server, connect):
     await client.ping_roundtrip()
     await client.ws.close()
     await wait_until(lambda: server.connections[0].closed)
-    # The buffer deadline would have passed by now had the context survived.
-    await asyncio.sleep(0.4)
-    assert server.segments == []
+    # A later fragment with the same deadline, on another socket: once it is
+    # released, the first one's deadline has passed too.
+    later = await connect(server)
+    await later.send(fragment("released by its deadline", max_buffer_delay_ms=300))
+    await later.recv_until(is_complete)
+    assert [s.text for s in server.segments] == ["released by its deadline"]
 
 
 # ----------------------------------------------------------------- keep-alive
@@ -343,8 +346,10 @@ async def test_idle_timeout_is_clamped_to_at_least_one_second(server, connect):
 
 async def test_any_message_resets_idle_timer(server, connect):
     client = await connect(server, query="timeout=0.4")
-    for _ in range(5):  # 1 s in all, longer than the timeout
-        await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    # Messages back to back for longer than the timeout: the socket stays open.
+    while loop.time() - started < 1.0:
         assert await client.ping_roundtrip() == [{"type": "pong"}]
     frame = await client.recv(within=3)
     assert "timed out" in frame["message"]

@@ -53,13 +53,12 @@ async def test_no_task_of_the_package_outlives_the_pipeline():
         ]
         seen_during: list[int] = []
 
-        async def watch() -> None:
-            await asyncio.sleep(0.05)
+        @service.event_handler("on_connected")
+        async def on_connected(_service) -> None:
+            # Connected: the service's own tasks are running.
             seen_during.append(len(_client_tasks()))
 
-        watcher = asyncio.create_task(watch())
         await run(service, frames)
-        await watcher
         left = _client_tasks()
     # The check can see the service's tasks: it saw them while it ran.
     assert seen_during and seen_during[0] > 0

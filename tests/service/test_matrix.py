@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from pipecat.frames.frames import InterruptionFrame, TTSAudioRawFrame
+from pipecat.frames.frames import ErrorFrame, InterruptionFrame, TTSAudioRawFrame
 from pipecat.processors.frame_processor import FrameDirection
 from pipecat.services.tts_service import TextAggregationMode
 
@@ -430,7 +430,11 @@ def error_conversation() -> Conversation:
     """A reply the server fails, then one that must be spoken whole."""
     c = Conversation(token_gap_s=0.02)
     c.say("terrace", TERRACE, outcome="failed")
-    c.sleep(0.3)
+    c.wait(
+        lambda: any(isinstance(e.frame, ErrorFrame) for e in c.inlet.entries),
+        timeout_s=8,
+        label="terrace failed",
+    )
     c.say("parking", PARKING)
     c.wait_heard(1, then_quiet_s=QUIET_S, timeout_s=8, label="parking played")
     return c

@@ -16,7 +16,8 @@ from pipecat.utils.errors import ErrorCategory
 from pipecat_waves import WavesTTSService
 from pipecat_waves.server import LocalWavesServer, ServerBehaviour
 from pipecat_waves.server.backends import ToneBackend
-from tests.service.conversation import Conversation, run_conversation
+from tests.server.conftest import wait_until
+from tests.service.conversation import Conversation, Result, run_conversation
 from tests.service.helpers import (
     API_KEY,
     contexts_in_order,
@@ -160,32 +161,39 @@ def test_api_key_is_never_sent_in_clear_to_a_remote_host():
     assert "sk-secret-abc" not in repr(service)
 
 
-async def _blocked_server_run(reject_with: str, blocked_s: float):
-    """Run one reply while another client holds the server's only socket for ``blocked_s``."""
+async def _blocked_server_run(reject_with: str) -> tuple[Result, LocalWavesServer]:
+    """Run one reply while another client holds the server's only socket.
+
+    The other client lets go once the server has refused the service.
+    """
     async with server_with(max_connections=1, reject_with=reject_with) as server:
         blocker = await websockets.connect(
             server.ws_base_url + "/waves/v1/tts/live",
             additional_headers={"Authorization": f"Bearer {API_KEY}"},
         )
 
-        async def release_later():
-            await asyncio.sleep(blocked_s)
+        async def release_once_refused() -> None:
+            await wait_until(lambda: server.rejected_connections >= 1, 10.0)
             await blocker.close()
 
-        release = asyncio.create_task(release_later())
+        release = asyncio.create_task(release_once_refused())
         service = make_service(server, reconnect_backoff_s=(0.1, 0.4))
-        down, up = await run(
-            service, [SleepFrame(0.2), *llm_turn("Booked for eight."), SleepFrame(blocked_s)]
-        )
+        talk = Conversation(token_gap_s=0)
+        talk.say("booked", "Booked for eight.")
+        talk.wait_heard(1, then_quiet_s=0.1, timeout_s=10.0, label="reply heard")
+        result = await run_conversation(service, talk)
         await release
-    return down, up
+    assert talk.timed_out == []
+    return result, server
 
 
 @pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
 async def test_a_refusal_that_clears_is_retried_quietly(reject_with):
-    down, up = await _blocked_server_run(reject_with, blocked_s=0.8)
+    result, server = await _blocked_server_run(reject_with)
+    assert server.rejected_connections >= 1, "the service was refused first"
+    down = [e.frame for e in result.down]
     assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
-    assert errors(up) == [], "a refusal that a retry clears is routine, not an error"
+    assert result.errors == [], "a refusal that a retry clears is routine, not an error"
 
 
 @pytest.mark.parametrize("reject_with", ["http_429", "close_1008"])
@@ -260,21 +268,29 @@ async def test_reply_refused_for_concurrency_is_retried_until_a_slot_frees():
         hold = {"text": "Holding the only slot. ", "voice_id": "avery", "context_id": "other"}
         await blocker.send(json.dumps({**hold, "continue": True}))
 
-        async def release_later():
-            await asyncio.sleep(0.8)
+        def sent() -> list[dict]:
+            """The service's reply as the server received it, each time it was sent."""
+            return [
+                m
+                for c in server.connections
+                for m in c.received
+                if m.get("text") == "Booked for eight. "
+            ]
+
+        async def release_once_refused():
+            # The server refuses a message as it records it: once the reply is
+            # recorded, it has been refused, and the other client lets go.
+            await wait_until(lambda: len(sent()) >= 1, 10.0)
             await blocker.send(json.dumps({"text": "", "context_id": "other", "continue": False}))
 
-        release = asyncio.create_task(release_later())
+        release = asyncio.create_task(release_once_refused())
         service = make_service(server)
         down, up = await run(service, [SleepFrame(0.1), *llm_turn("Booked for eight.")])
         await release
         await blocker.close()
     assert heard(down, "Booked for eight.") == ["Booked", "for", "eight."]
     assert errors(up) == [], "a refusal that a retry fixes is not an error"
-    refused = [
-        m for c in server.connections for m in c.received if m.get("text") == "Booked for eight. "
-    ]
-    assert len(refused) >= 2, "the reply was refused at least once, then resent"
+    assert len(sent()) >= 2, "the reply was refused at least once, then resent"
 
 
 async def test_server_without_ping_support_gets_no_more_pings_and_no_errors():
