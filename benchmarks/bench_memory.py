@@ -166,7 +166,7 @@ def server_sizes(server: LocalWavesServer) -> dict[str, int]:
     live = server._live
     open_connections = list(live.open) if live is not None else []
     per_connection = sum(
-        len(c._contexts) + len(c._context_params) + len(c._jobs) + len(c._lanes)
+        len(c._contexts) + len(c._context_params) + len(c._jobs) + len(c._synthesis_queues)
         for c in open_connections
     )
     return {

@@ -69,7 +69,7 @@ class OpenConnection:
 
 @dataclass(frozen=True)
 class CloseConnection:
-    """Close ``conn`` once the messages already queued for it are sent."""
+    """Close connection ``conn`` once the messages already queued for it are sent."""
 
     conn: int
     reason: str
@@ -77,7 +77,10 @@ class CloseConnection:
 
 @dataclass(frozen=True)
 class AbortConnection:
-    """``conn`` stopped answering: drop it now (its reply moves on, see connection_lost)."""
+    """Connection ``conn`` stopped answering: drop it now.
+
+    Its reply moves on once it is gone (see ``WavesSession.connection_lost``).
+    """
 
     conn: int
     reason: str
@@ -85,7 +88,10 @@ class AbortConnection:
 
 @dataclass(frozen=True)
 class UnattributedError:
-    """An error on ``conn`` that belongs to no reply (the shell decides if it is fatal)."""
+    """An error on connection ``conn`` that belongs to no reply.
+
+    The shell decides whether it is fatal.
+    """
 
     conn: int
     error: rs.ServerError

@@ -242,7 +242,7 @@ class ReconnectPolicy:
         return [Connected()]
 
     def answered(self, conn: int, now: float) -> list[Action]:
-        """The server sent something on ``conn``: it works."""
+        """The server sent something on connection ``conn``: it works."""
         state = self._open.get(conn)
         if state is None or state.proven:
             return []

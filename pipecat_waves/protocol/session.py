@@ -100,7 +100,7 @@ class WavesSession(ErrorRules):
         return self._given_traits.merged(learned)
 
     def connection_state(self, conn: int) -> ConnState | None:
-        """State of ``conn``, or None once it is gone."""
+        """State of connection ``conn``, or None once it is gone."""
         state = self._conns.get(conn)
         return state.state if state else None
 
@@ -334,7 +334,7 @@ class WavesSession(ErrorRules):
         return self._dispatch(now)
 
     def receive(self, conn: int, event: rs.ServerEvent, now: float) -> list[Output]:
-        """Handle one message from the server on ``conn``."""
+        """Handle one message from the server on connection ``conn``."""
         state = self._conns.get(conn)
         if state is None:
             return []
@@ -356,7 +356,7 @@ class WavesSession(ErrorRules):
         return self._on_frame(state, info, event, now)
 
     def _attribute(self, conn: _Conn, envelope: rs.Envelope) -> _ReplyInfo | None:
-        """The reply a frame on ``conn`` belongs to, or None if no live one's.
+        """The reply a frame on connection ``conn`` belongs to, or None if no live one's.
 
         An echoed id, when a server sends one, must agree with the connection's
         reply: a frame naming an older reply is that reply's late audio.

@@ -105,6 +105,8 @@ class SessionConfig:
 
 @dataclass
 class _Conn:
+    """One connection as the session sees it (``conn`` is short for connection)."""
+
     id: int
     state: ConnState
     last_sent_at: float

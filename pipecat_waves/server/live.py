@@ -6,7 +6,7 @@ The connection is a thin shell: validation lives in
 timers (idle timeout, buffer deadlines) and sends; what a message does is in
 :mod:`pipecat_waves.server.live_messages`, and how each released segment is
 streamed (as ``chunk`` / ``word_timestamp`` frames followed by one
-``complete``, in *lanes*) in :mod:`pipecat_waves.server.live_segments`.
+``complete``, in *synthesis queues*) in :mod:`pipecat_waves.server.live_segments`.
 
 Choices where the protocol is open:
 
@@ -42,7 +42,13 @@ from pipecat_waves.protocol.continuation import ContinuationBuffer
 from pipecat_waves.protocol.requests import MAX_FRAME_BYTES, VoiceParams
 from pipecat_waves.protocol.responses import Envelope, error_message
 from pipecat_waves.server.live_messages import MessagesMixin
-from pipecat_waves.server.live_segments import ContextUse, Fragment, Job, Lane, SegmentsMixin
+from pipecat_waves.server.live_segments import (
+    ContextUse,
+    Fragment,
+    Job,
+    SegmentsMixin,
+    SynthesisQueue,
+)
 from pipecat_waves.server.records import ConnectionRecord
 from pipecat_waves.server.state import ServerState, new_session_id
 
@@ -85,7 +91,7 @@ class LiveConnection(MessagesMixin, SegmentsMixin):
         self._last_activity = self._loop.time()
         self._wake = asyncio.Event()
         self._send_lock = asyncio.Lock()
-        self._lanes: dict[object, Lane] = {}
+        self._synthesis_queues: dict[object, SynthesisQueue] = {}
         self._jobs: list[Job] = []  # queued or playing, for cancel_request
         self._context_params: dict[str | None, VoiceParams] = {}
         self._contexts: dict[str, ContextUse] = {}  # those holding a slot
@@ -138,7 +144,7 @@ class LiveConnection(MessagesMixin, SegmentsMixin):
         }
 
     async def _shutdown(self) -> None:
-        tasks = [lane.task for lane in self._lanes.values() if lane.task]
+        tasks = [queue.task for queue in self._synthesis_queues.values() if queue.task]
         if self._timer is not None:
             tasks.append(self._timer)
         tasks += [task for _, task in self._pending_completes.values()]

@@ -5,10 +5,10 @@
 frame: it parses and validates it (:mod:`pipecat_waves.protocol.requests`),
 applies the behaviour switches that refuse or alter a field, answers a ping,
 cancels or closes a context, refuses an unknown voice or an injected failure,
-and feeds text to the continuation buffer, whose releases go to the lanes
-(:mod:`pipecat_waves.server.live_segments`). It also keeps each context's
-concurrency slot, held until the audio it released is no longer owed. The
-state it uses is the connection's, declared below.
+and feeds text to the continuation buffer, whose releases go to the synthesis
+queues (:mod:`pipecat_waves.server.live_segments`). It also keeps each
+context's concurrency slot, held until the audio it released is no longer owed.
+The state it uses is the connection's, declared below.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""The local server's segments: queued in lanes, synthesized, streamed, completed.
+"""The local server's segments: queued, synthesized, streamed, completed.
 
 Every segment the continuation buffer releases becomes a :class:`Job` in a
-:class:`Lane`: one lane per connection by default (every context, first come
-first served), or one lane per context when ``interleave_contexts`` is on;
-within a context, order is always kept. A lane synthesizes its segments one
-after another and streams each as ``chunk`` / ``word_timestamp`` frames,
+:class:`SynthesisQueue`: one queue per connection by default (every context,
+first come first served), or one queue per context when ``interleave_contexts``
+is on; within a context, order is always kept. A queue synthesizes its segments
+one after another and streams each as ``chunk`` / ``word_timestamp`` frames,
 followed by one ``complete`` (held back, folded into the next, or never sent,
 as the behaviour switches say), and fires the drop and stall faults.
 :class:`SegmentsMixin` is that part of
@@ -37,10 +37,18 @@ from pipecat_waves.server.records import ConnectionRecord, SegmentRecord
 from pipecat_waves.server.state import ServerState, new_request_id
 from pipecat_waves.server.synthesis import chunk_size, split_audio, synthesize
 
-__all__ = ["SERIAL_LANE", "ContextUse", "Fragment", "Job", "Lane", "SegmentsMixin", "Timeline"]
+__all__ = [
+    "SERIAL_QUEUE",
+    "ContextUse",
+    "Fragment",
+    "Job",
+    "SegmentsMixin",
+    "SynthesisQueue",
+    "Timeline",
+]
 
-#: The one lane every context shares unless ``interleave_contexts`` is on.
-SERIAL_LANE = object()
+#: The one queue every context shares unless ``interleave_contexts`` is on.
+SERIAL_QUEUE = object()
 
 
 @dataclass
@@ -100,11 +108,11 @@ class Job:
 
 
 @dataclass
-class Lane:
+class SynthesisQueue:
     """A queue of segments synthesized one after another, and the task that runs it."""
 
     key: object
-    queue: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
+    jobs: asyncio.Queue[Job] = field(default_factory=asyncio.Queue)
     task: asyncio.Task[None] | None = None
 
 
@@ -119,7 +127,7 @@ class SegmentsMixin:
     _ws: web.WebSocketResponse
     _key: str
     _loop: asyncio.AbstractEventLoop
-    _lanes: dict[object, Lane]
+    _synthesis_queues: dict[object, SynthesisQueue]
     _jobs: list[Job]
     _context_params: dict[str | None, VoiceParams]
     _contexts: dict[str, ContextUse]
@@ -161,7 +169,7 @@ class SegmentsMixin:
             self._jobs.append(job)
             if self._state.record:
                 self._state.segments.append(job.segment)
-            self._lane_for(release.context_id).queue.put_nowait(job)
+            self._queue_for(release.context_id).jobs.put_nowait(job)
 
     def _make_job(self, release: Release[Fragment]) -> Job | None:
         meta = release.meta or Fragment(None, None, None)
@@ -187,31 +195,31 @@ class SegmentsMixin:
             segment, params, envelope, one_shot, complete_backoff_ms=meta.complete_backoff_ms
         )
 
-    def _lane_for(self, context_id: str | None) -> Lane:
-        key: object = context_id if self._state.behaviour.interleave_contexts else SERIAL_LANE
-        lane = self._lanes.get(key)
-        if lane is None:
-            lane = self._lanes[key] = Lane(key)
-            lane.task = asyncio.create_task(self._run_lane(lane))
-        return lane
+    def _queue_for(self, context_id: str | None) -> SynthesisQueue:
+        key: object = context_id if self._state.behaviour.interleave_contexts else SERIAL_QUEUE
+        queue = self._synthesis_queues.get(key)
+        if queue is None:
+            queue = self._synthesis_queues[key] = SynthesisQueue(key)
+            queue.task = asyncio.create_task(self._run_queue(queue))
+        return queue
 
-    def _lane_done(self, lane: Lane) -> bool:
-        """Retire a context's own lane once its context is over and its queue empty.
+    def _queue_done(self, queue: SynthesisQueue) -> bool:
+        """Retire a context's own queue once its context is over and no job waits in it.
 
         Checked and removed with no await in between, so a segment for the same
-        context released later simply gets a new lane.
+        context released later simply gets a new queue.
         """
-        if lane.key is SERIAL_LANE or not lane.queue.empty():
+        if queue.key is SERIAL_QUEUE or not queue.jobs.empty():
             return False
-        use = self._contexts.get(lane.key)  # type: ignore[call-overload]
+        use = self._contexts.get(queue.key)  # type: ignore[call-overload]
         if use is not None and not use.ended:
             return False  # more text may come
-        self._lanes.pop(lane.key, None)
+        self._synthesis_queues.pop(queue.key, None)
         return True
 
-    async def _run_lane(self, lane: Lane) -> None:
+    async def _run_queue(self, queue: SynthesisQueue) -> None:
         while True:
-            job = await lane.queue.get()
+            job = await queue.jobs.get()
             try:
                 if not job.cancelled:
                     await self._stream(job)
@@ -228,7 +236,7 @@ class SegmentsMixin:
                 # A complete still pending settles the job when it goes out.
                 if id(job) not in self._pending_completes:
                     self._settle(job)
-            if self._lane_done(lane):
+            if self._queue_done(queue):
                 return
 
     # ------------------------------------------------------------- streaming
@@ -284,7 +292,7 @@ class SegmentsMixin:
         sent_bytes = 0
         word_index = 0
         for i, piece in enumerate(split_audio(synthesis.pcm, size)):
-            # Sleeping even for 0 s yields, so interleaved lanes take turns.
+            # Sleeping even for 0 s yields, so interleaved queues take turns.
             await asyncio.sleep(behaviour.chunk_interval_ms / 1000 if i else 0)
             if not self._live(job):
                 return False

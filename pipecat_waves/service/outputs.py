@@ -35,7 +35,7 @@ class SessionOutputsMixin(_ServiceBase):
 
     # The service's state this mixin reads and writes (set in its __init__).
     _session: sn.WavesSession
-    _lanes: dict[int, LiveSocket]
+    _connections: dict[int, LiveSocket]
     _resamplers: dict[str, StreamResampler]
     _wire_rate: int
     _spoken_voice: str | None
@@ -43,7 +43,7 @@ class SessionOutputsMixin(_ServiceBase):
 
     if TYPE_CHECKING:
 
-        def _open_lane(self, reason: str) -> None: ...
+        def _open_connection(self, reason: str) -> None: ...
 
         async def _fail_context(self, output: sn.ContextFailed) -> None: ...
 
@@ -53,21 +53,21 @@ class SessionOutputsMixin(_ServiceBase):
         """Carry out the outputs that need no await (sends, closes, opens, logs)."""
         for output in outputs:
             if isinstance(output, sn.Send):
-                lane = self._lanes.get(output.conn)
-                if lane is not None:
-                    lane.send(output.message)
+                connection = self._connections.get(output.conn)
+                if connection is not None:
+                    connection.send(output.message)
             elif isinstance(output, sn.CloseConnection):
-                lane = self._lanes.get(output.conn)
-                if lane is not None:
+                connection = self._connections.get(output.conn)
+                if connection is not None:
                     logger.debug(f"{self}: closing connection {output.conn} ({output.reason})")
-                    lane.close()
+                    connection.close()
             elif isinstance(output, sn.AbortConnection):
-                lane = self._lanes.get(output.conn)
-                if lane is not None:
+                connection = self._connections.get(output.conn)
+                if connection is not None:
                     logger.warning(f"{self}: dropping connection {output.conn} ({output.reason})")
-                    lane.abort()
+                    connection.abort()
             elif isinstance(output, sn.OpenConnection):
-                self._open_lane(output.reason)
+                self._open_connection(output.reason)
             elif isinstance(output, sn.Notice):
                 logger.log(output.level.upper(), f"{self}: {output.message}")
             elif isinstance(output, sn.ContextRetrying):

@@ -3,7 +3,7 @@
 :class:`WavesTTSService` is built, started and stopped here, takes the text
 and the barge-ins here, and hands both to its sans-I/O session
 (:mod:`pipecat_waves.protocol.session`). What it does with its sockets is in
-:mod:`~pipecat_waves.service.connections`, how it carries out the session's
+:mod:`~pipecat_waves.service.reconnecting`, how it carries out the session's
 outputs in :mod:`~pipecat_waves.service.outputs`, and how it reports failures
 in :mod:`~pipecat_waves.service.failures`: mixins of this one class.
 """
@@ -40,12 +40,12 @@ from pipecat_waves.protocol.constants import DEFAULT_BASE_URL
 from pipecat_waves.protocol.requests import VoiceParams
 from pipecat_waves.protocol.traits import ServerTraits
 from pipecat_waves.service.connection import LiveSocket, live_url
-from pipecat_waves.service.connections import ConnectionsMixin
 from pipecat_waves.service.failures import FailureReportsMixin
 from pipecat_waves.service.first_clause import FirstClause, FirstClauseAggregator
 from pipecat_waves.service.language import language_to_waves_language
 from pipecat_waves.service.outputs import SessionOutputsMixin
 from pipecat_waves.service.pipecat_adapter import ReportedFailuresAdapter, install_text_aggregator
+from pipecat_waves.service.reconnecting import ReconnectingMixin
 from pipecat_waves.service.resample import StreamResampler, wire_rate_for
 from pipecat_waves.service.settings import WavesTTSSettings, initial_settings
 from pipecat_waves.service.settings_check import known_models, settings_problem, unknown_model
@@ -76,7 +76,7 @@ def _given(value: Any) -> Any:
 
 @traced_replies
 class WavesTTSService(
-    ConnectionsMixin, SessionOutputsMixin, FailureReportsMixin, ReportedFailuresAdapter, TTSService
+    ReconnectingMixin, SessionOutputsMixin, FailureReportsMixin, ReportedFailuresAdapter, TTSService
 ):
     """Smallest.ai Waves text-to-speech over one persistent WebSocket.
 
@@ -265,8 +265,8 @@ class WavesTTSService(
             spare_connections=1 if standby_connection else 0,
         )
         self._session = sn.WavesSession(self._session_config, traits)
-        self._lanes: dict[int, LiveSocket] = {}
-        self._lane_ids = itertools.count(1)
+        self._connections: dict[int, LiveSocket] = {}
+        self._connection_ids = itertools.count(1)
         self._connect_tasks: set[asyncio.Task] = set()
         self._timer_task: asyncio.Task | None = None
         self._running = False
@@ -366,9 +366,11 @@ class WavesTTSService(
         await asyncio.gather(*self._connect_tasks, return_exceptions=True)
         self._connect_tasks.clear()
         self._resamplers.clear()
-        lanes = list(self._lanes.values())
-        self._lanes.clear()
-        await asyncio.gather(*(lane.shutdown() for lane in lanes), return_exceptions=True)
+        connections = list(self._connections.values())
+        self._connections.clear()
+        await asyncio.gather(
+            *(connection.shutdown() for connection in connections), return_exceptions=True
+        )
 
     # ------------------------------------------------------------------ text
 

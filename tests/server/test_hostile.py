@@ -207,7 +207,7 @@ async def test_hostile_sse_body_gets_400(nested_server, http):
         assert response.status == 400
 
 
-async def test_interleaved_contexts_leave_no_lane_behind(make_server, connect):
+async def test_interleaved_contexts_leave_no_queue_behind(make_server, connect):
     server = await make_server(interleave_contexts=True)
     client = await connect(server)
     for i in range(30):
@@ -215,5 +215,5 @@ async def test_interleaved_contexts_leave_no_lane_behind(make_server, connect):
         await client.recv_until(is_complete)
     await client.ping_roundtrip()
     [connection] = server._live.open
-    # One lane per context while it speaks; none kept once it is over.
-    assert len(connection._lanes) <= 1
+    # One synthesis queue per context while it speaks; none kept once it is over.
+    assert len(connection._synthesis_queues) <= 1

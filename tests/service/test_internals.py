@@ -117,7 +117,7 @@ async def test_abort_cancels_the_sender_and_both_tasks_end():
     assert closed == [None], "the receiver reported the loss once, without a close code"
 
 
-def test_lane_is_gone_and_live_socket_has_one_meaning():
+def test_live_socket_is_the_one_name_for_a_socket():
     import pipecat_waves.service.connection as connection
 
     assert not hasattr(connection, "Lane")

@@ -1,8 +1,8 @@
-"""The WebSocket service's connections: opening, backoff, closes, and its one timer.
+"""The WebSocket service's connections: opening, reconnecting, closes, and its one timer.
 
-:class:`ConnectionsMixin` is what :class:`~pipecat_waves.service.websocket.WavesTTSService`
+:class:`ReconnectingMixin` is what :class:`~pipecat_waves.service.websocket.WavesTTSService`
 does with its open WebSockets (each a :class:`~pipecat_waves.service.connection.LiveSocket`,
-known by its number, its lane): it opens them as the session asks, waits
+known by its connection number): it opens them as the session asks, waits
 between attempts as the reconnect policy (:mod:`pipecat_waves.protocol.reconnect`)
 says, tells the session and the policy of every message and close (classifying
 the close), carries out the policy's verdicts, and runs the timer that serves
@@ -32,7 +32,7 @@ from pipecat_waves.service.connection import (
     open_socket,
 )
 
-__all__ = ["MAX_TIMER_SLEEP_S", "TIMER_SLACK_S", "ConnectionsMixin"]
+__all__ = ["MAX_TIMER_SLEEP_S", "TIMER_SLACK_S", "ReconnectingMixin"]
 
 #: Longest the session timer sleeps, and how late after a deadline it wakes
 #: (so a deadline is never checked a hair too early and missed).
@@ -46,8 +46,8 @@ else:
     _ServiceBase = object
 
 
-class ConnectionsMixin(_ServiceBase):
-    """Connection management of ``WavesTTSService`` (see the module docstring)."""
+class ReconnectingMixin(_ServiceBase):
+    """Opens, replaces and retires ``WavesTTSService``'s connections (see the module docstring)."""
 
     # The service's state this mixin reads and writes (set in its __init__).
     _url: str
@@ -55,8 +55,8 @@ class ConnectionsMixin(_ServiceBase):
     _open_timeout_s: float
     _session: sn.WavesSession
     _policy: rc.ReconnectPolicy
-    _lanes: dict[int, LiveSocket]
-    _lane_ids: Iterator[int]
+    _connections: dict[int, LiveSocket]
+    _connection_ids: Iterator[int]
     _connect_tasks: set[asyncio.Task]
     _retrying: asyncio.Task | None
     _connected_once: bool
@@ -73,7 +73,7 @@ class ConnectionsMixin(_ServiceBase):
 
     # --------------------------------------------------------------- opening
 
-    def _open_lane(self, reason: str) -> None:
+    def _open_connection(self, reason: str) -> None:
         if not self._running or self._policy.gave_up:
             return
         logger.debug(f"{self}: opening connection ({reason})")
@@ -115,12 +115,12 @@ class ConnectionsMixin(_ServiceBase):
                     self._session.connection_failed_to_open()
                     return
                 continue
-            lane_id = self._lane_opened(websocket, started)
+            connection_id = self._register_connection(websocket, started)
             now = time.monotonic()
             # After a drop, an answer on the new socket proves Waves is back.
             prove = self._policy.down_for(now) is not None
-            await self._on_policy(self._policy.opened(lane_id, now))
-            await self._act(self._session.connection_opened(lane_id, now, prove=prove))
+            await self._on_policy(self._policy.opened(connection_id, now))
+            await self._act(self._session.connection_opened(connection_id, now, prove=prove))
             self._wake_timer()
             return
 
@@ -149,12 +149,12 @@ class ConnectionsMixin(_ServiceBase):
                 give_up=(str(error), category),
             )
             return False
-        if self._lanes and error.refused:
+        if self._connections and error.refused:
             # Working already: the server (or account) allows no more
             # sockets. Work with the ones open; that is not a failure.
-            logger.info(f"{self}: {error}; going on with {len(self._lanes)} connection(s)")
+            logger.info(f"{self}: {error}; going on with {len(self._connections)} connection(s)")
             self._session.connection_failed_to_open()
-            self._session.connection_limit_reached(len(self._lanes), time.monotonic())
+            self._session.connection_limit_reached(len(self._connections), time.monotonic())
             return False
         failure = rc.AttemptFailure.REFUSED if error.refused else rc.AttemptFailure.UNREACHABLE
         # The first failure of an outage is worth a warning; each retry after it is detail.
@@ -163,22 +163,24 @@ class ConnectionsMixin(_ServiceBase):
         await self._on_policy(self._policy.attempt_failed(time.monotonic(), failure))
         return True
 
-    def _lane_opened(self, websocket: Any, started: float) -> int:
-        lane_id = next(self._lane_ids)
+    def _register_connection(self, websocket: Any, started: float) -> int:
+        connection_id = next(self._connection_ids)
         opened_in = f"{1000 * (time.monotonic() - started):.0f} ms"
         if not self._connected_once:
             self._connected_once = True  # said once; later sockets are detail
             logger.info(f"{self}: connected in {opened_in}")
-        logger.debug(f"{self}: connection {lane_id} open in {opened_in}")
-        self._lanes[lane_id] = LiveSocket(
-            lane_id, websocket, LiveSocketHandlers(self._on_lane_message, self._on_lane_closed)
+        logger.debug(f"{self}: connection {connection_id} open in {opened_in}")
+        self._connections[connection_id] = LiveSocket(
+            connection_id,
+            websocket,
+            LiveSocketHandlers(self._on_connection_message, self._on_connection_closed),
         )
-        return lane_id
+        return connection_id
 
     # --------------------------------------------------- messages and closes
 
-    async def _on_lane_message(self, lane_id: int, message: str | bytes) -> None:
-        await self._on_policy(self._policy.answered(lane_id, time.monotonic()))
+    async def _on_connection_message(self, connection_id: int, message: str | bytes) -> None:
+        await self._on_policy(self._policy.answered(connection_id, time.monotonic()))
         try:
             event = rs.parse_message(message)
         except rs.ResponseError as e:
@@ -187,33 +189,37 @@ class ConnectionsMixin(_ServiceBase):
         if isinstance(event, rs.Unrecognized):
             logger.debug(f"{self}: ignoring unrecognized server message {event.raw!r:.200}")
             return
-        await self._act(self._session.receive(lane_id, event, time.monotonic()))
+        await self._act(self._session.receive(connection_id, event, time.monotonic()))
         # Any frame can bring a deadline forward: the last word of a reply
         # matched, say, turns a long guard into the short tail. Re-arming is
         # cheap when it does not (the timer is left alone).
         self._wake_timer()
 
-    async def _on_lane_closed(self, lane_id: int, code: int | None, reason: str) -> None:
-        lane = self._lanes.pop(lane_id, None)
-        if lane is None:
+    async def _on_connection_closed(
+        self, connection_id: int, code: int | None, reason: str
+    ) -> None:
+        connection = self._connections.pop(connection_id, None)
+        if connection is None:
             return
         now = time.monotonic()
-        retired = self._session.connection_state(lane_id) is sn.ConnState.RETIRED
+        retired = self._session.connection_state(connection_id) is sn.ConnState.RETIRED
         how = rc.Close.RETIRED if retired or not self._running else _close_kind(code, reason)
-        refused = how is rc.Close.REFUSED and lane.messages_received == 0
+        refused = how is rc.Close.REFUSED and connection.messages_received == 0
         closed = f"code {code}, {reason or 'no reason given'}"
         if how is not rc.Close.RETIRED:
             self._last_failure = f"Waves closed the connection ({closed})"
-            at_once = now - lane.opened_at < rc.PROVEN_AFTER_S and not lane.messages_received
-            level = "DEBUG" if not at_once or (refused and self._lanes) else "WARNING"
-            logger.log(level, f"{self}: Waves closed connection {lane_id} ({closed})")
-            if refused and self._lanes:
+            at_once = (
+                now - connection.opened_at < rc.PROVEN_AFTER_S and not connection.messages_received
+            )
+            level = "DEBUG" if not at_once or (refused and self._connections) else "WARNING"
+            logger.log(level, f"{self}: Waves closed connection {connection_id} ({closed})")
+            if refused and self._connections:
                 # Turned away while others work: the account allows no more sockets.
-                self._session.connection_limit_reached(len(self._lanes), now)
+                self._session.connection_limit_reached(len(self._connections), now)
         # The session first, so that no reply waits on a socket that is gone.
-        await self._act(self._session.connection_lost(lane_id, now, refused=refused))
+        await self._act(self._session.connection_lost(connection_id, now, refused=refused))
         await self._on_policy(
-            self._policy.closed(lane_id, now, how),
+            self._policy.closed(connection_id, now, how),
             give_up=(
                 pe.auth_close_message(closed),
                 ErrorCategory.AUTHENTICATION,
